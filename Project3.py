@@ -1,0 +1,656 @@
+"""Project 3: classifying MNIST digits with a numpy MLP (Part 1) and a PyTorch CNN (Part 2).
+
+Read top to bottom, the sections follow the report:
+
+    0   configuration, data loading, results file, plotting helpers
+    2.1-2.3  the MLP (forward pass, initialisation, back-propagation)
+    2.4-2.5  SGD training and the 2000-vs-50000 over-fitting study
+    2.6      a better-trained MLP (augmentation, Adam, schedule) saved to weights/mlp.npz
+    2.7      confusion matrix        2.8  the rows of W1 as templates
+    3.1-3.4  the template CNN, its training, its over-fitting study, a better-trained CNN
+    bench / eval / report / zip      plumbing around the above
+
+Usage:  python Project3.py --part mlp | cnn | eval | bench | report | all | zip
+        python Project3.py --part mlp --section 2.6        (one section)
+        python Project3.py --part mlp --quick              (smoke test of every code path)
+
+Part 1 uses numpy, matplotlib and time only; torch is imported inside the Part 2 and benchmark
+functions, so `--part mlp` runs on a machine without torch.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import matplotlib
+
+matplotlib.use("Agg")  # figures go to files; nothing waits on a window
+import matplotlib.pyplot as plt  # noqa: E402
+
+# ============================================================================================
+# 0. Configuration: every number a run depends on lives here.
+# ============================================================================================
+
+HERE = Path(__file__).resolve().parent
+DATA_DIR_NAMES = ("Project3_data", "Project3_Data")
+N_PIXELS, N_CLASSES = 784, 10
+
+SPEC = dict(batch=256, lr=0.001)  # sections 2.4 and 3.2, as the assignment gives them
+
+MLP_STUDY = dict(small_n=2000, epochs_small=300, epochs_full=60)   # section 2.5
+MLP_BEST = dict(  # section 2.6, chosen on validation accuracy (see the ablation in the report)
+    epochs=60, batch=128, lr=2e-3, lr_final=2e-5, weight_decay=1e-4,
+    augment=dict(rotate_deg=12.0, scale=0.10, shear=0.15, shift=2.5),
+)
+QUICK = dict(train_n=600, val_n=300, epochs=2)  # --quick: every code path, a few seconds
+
+
+class DataError(Exception):
+    """Bad or missing data: reported as one sentence on stderr, exit status 2."""
+
+
+# ============================================================================================
+# 0. Data: one loader for both parts.
+# ============================================================================================
+
+def find_data_dir(override=None):
+    """The data folder: --data if given, else Project3_data (or Project3_Data) beside this file."""
+    if override is not None:
+        folder = Path(override)
+        if not folder.is_dir():
+            raise DataError(f"data folder {folder} does not exist (given with --data).")
+        return folder
+    for name in DATA_DIR_NAMES:
+        if (HERE / name).is_dir():
+            return HERE / name
+    raise DataError(f"no data folder found: expected {' or '.join(DATA_DIR_NAMES)} beside {HERE / 'Project3.py'}"
+                    " (or pass --data DIR).")
+
+
+def load_split(folder, split):
+    """Images as float32 in [0, 1], shape (N, 784), and labels as int64, of one split.
+
+    Accepts uint8 images in 0-255, float images in [0, 1] or [0, 255], shaped (N, 784) or
+    (N, 28, 28), and labels of any integer dtype. Anything else is a DataError naming the file.
+    """
+    folder = Path(folder)
+    img_path = folder / f"MNIST_{split}_images.npy"
+    lab_path = folder / f"MNIST_{split}_labels.npy"
+    images, labels = _load_npy(img_path), _load_npy(lab_path)
+
+    if images.ndim == 3 and images.shape[1:] == (28, 28):
+        images = images.reshape(len(images), N_PIXELS)
+    if images.ndim != 2 or images.shape[1] != N_PIXELS:
+        raise DataError(f"{img_path}: expected images of shape (N, 784) or (N, 28, 28), found {images.shape}.")
+    if len(images) == 0:
+        raise DataError(f"{img_path}: the {split} split is empty (0 images).")
+    if labels.ndim != 1:
+        raise DataError(f"{lab_path}: expected a 1-D array of labels, found shape {labels.shape}.")
+    if len(labels) != len(images):
+        raise DataError(f"{lab_path}: {len(labels)} labels for {len(images)} images in {img_path.name}.")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{lab_path}: expected integer labels, found dtype {labels.dtype}.")
+    if labels.min() < 0 or labels.max() >= N_CLASSES:
+        raise DataError(f"{lab_path}: labels must lie in 0-9, found values from {labels.min()} to {labels.max()}.")
+
+    if images.dtype == np.uint8:
+        x = images.astype(np.float32) / 255
+    elif np.issubdtype(images.dtype, np.floating) or np.issubdtype(images.dtype, np.integer):
+        x = images.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise DataError(f"{img_path}: {np.count_nonzero(~np.isfinite(x))} pixels are NaN or infinite.")
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{img_path}: pixels must lie in [0, 1] or [0, 255], found values from {lo} to {hi}.")
+        if hi > 1:
+            x /= 255
+    else:
+        raise DataError(f"{img_path}: expected numeric images, found dtype {images.dtype}.")
+    return x, labels.astype(np.int64)
+
+
+def _load_npy(path):
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as err:  # a truncated or non-.npy file: say which, not a traceback
+        raise DataError(f"{path}: not a readable .npy array ({err}).") from None
+
+
+def load_data(data_dir=None, splits=("train", "val")):
+    """{split: (x, y)} for the asked splits. The test split is asked for only at the very end."""
+    folder = find_data_dir(data_dir)
+    return {s: load_split(folder, s) for s in splits}
+
+
+def one_hot(y):
+    return np.eye(N_CLASSES, dtype=np.float32)[y]
+
+
+# ============================================================================================
+# 0. Outputs: results.json, atomic writes, figures.
+# ============================================================================================
+
+def atomic_write(path, write):
+    """Call write(tmp_path), then move tmp_path onto path: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def update_results(out, **entries):
+    """Merge entries into out/figures/results.json (each section owns its keys)."""
+    path = Path(out) / "figures" / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    results.update(entries)
+    atomic_write(path, lambda p: p.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n"))
+    return results
+
+
+def save_figure(fig, out, name):
+    """Save as PDF (for LaTeX) and PNG (to look at)."""
+    for ext in ("pdf", "png"):
+        atomic_write(Path(out) / "figures" / f"{name}.{ext}", lambda p: fig.savefig(p, dpi=150, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def plot_history(history, title, out, name):
+    """Accuracy on the training subset and the validation set after every epoch (Figure 2 style)."""
+    epochs = np.arange(1, len(history["train_acc"]) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(epochs, 100 * np.array(history["train_acc"]), label="training set")
+    ax.plot(epochs, 100 * np.array(history["val_acc"]), label="validation set")
+    ax.set_xlabel(f"epoch ({history['steps_per_epoch']} SGD steps of batch {history['batch']} each)")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    lo = min(min(history["train_acc"]), min(history["val_acc"]))
+    ax.set_ylim(max(0, 100 * lo - 2), 100.5)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    save_figure(fig, out, name)
+
+
+def confusion_matrix(y_true, y_pred):
+    """C[i, j] = number of images of digit i predicted as j."""
+    C = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    np.add.at(C, (y_true, y_pred), 1)
+    return C
+
+
+def confusion_summary(C, top=6):
+    """Per-class accuracy and the most frequent (true, predicted) mistakes."""
+    per_class = np.diag(C) / C.sum(axis=1)
+    off = C.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1][:top]
+    confusions = [dict(true=int(i), predicted=int(j), count=int(off[i, j]))
+                  for i, j in zip(*np.unravel_index(order, off.shape)) if off[i, j] > 0]
+    return dict(matrix=C.tolist(), per_class_accuracy=[round(float(a), 4) for a in per_class],
+                top_confusions=confusions)
+
+
+def plot_confusion(C, title, out, name):
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    shown = np.log1p(C)  # log scale so the off-diagonal mistakes are visible beside the diagonal
+    ax.imshow(shown, cmap="Blues")
+    for i in range(N_CLASSES):
+        for j in range(N_CLASSES):
+            ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if shown[i, j] > 0.6 * shown.max() else "black")
+    ax.set_xticks(range(N_CLASSES))
+    ax.set_yticks(range(N_CLASSES))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title)
+    save_figure(fig, out, name)
+
+
+def progress(tag, epoch, epochs, train_acc, val_acc, start):
+    elapsed = time.perf_counter() - start
+    eta = elapsed / epoch * (epochs - epoch)
+    print(f"[{tag}] epoch {epoch:3d}/{epochs}  train {100 * train_acc:6.2f}%  val {100 * val_acc:6.2f}%  "
+          f"elapsed {elapsed:6.1f}s  ETA {eta:6.1f}s", flush=True)
+
+
+# ============================================================================================
+# 2.1-2.3 The MLP: 784 -> 64 sigmoid -> 10 softmax, back-propagation by hand.
+# ============================================================================================
+
+def sigmoid(a):
+    # 1 / (1 + e^-a) written with tanh: identical maths, but never overflows for large |a|.
+    return 0.5 * (1 + np.tanh(0.5 * a))
+
+
+def softmax(a):
+    e = np.exp(a - a.max(axis=-1, keepdims=True))  # shifting by the max keeps exp() <= 1
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class MLP:
+    """y_hat = softmax(W2 sigmoid(W1 x + b1) + b2), for one image (784,) or a batch (B, 784).
+
+    A batch is stored row-wise, so in code a1 = x @ W1.T + b1 is the equation a1 = W1 x + b1
+    applied to every row x of the batch.
+    """
+
+    def __init__(self, n_in=N_PIXELS, n_hidden=64, n_out=N_CLASSES, seed=None):
+        # 2.2: weights ~ N(0, 0.1^2), biases 0.
+        rng = np.random.default_rng(seed)
+        self.W1 = (0.1 * rng.standard_normal((n_hidden, n_in))).astype(np.float32)
+        self.b1 = np.zeros(n_hidden, dtype=np.float32)
+        self.W2 = (0.1 * rng.standard_normal((n_out, n_hidden))).astype(np.float32)
+        self.b2 = np.zeros(n_out, dtype=np.float32)
+        self.reset_grad()
+
+    def params(self):
+        return dict(W1=self.W1, b1=self.b1, W2=self.W2, b2=self.b2)
+
+    # 2.1 --------------------------------------------------------------------------------------
+    def forward(self, x):
+        x = np.asarray(x, dtype=np.float32)
+        self.single = x.ndim == 1
+        self.x = x.reshape(1, -1) if self.single else x
+        self.a1 = self.x @ self.W1.T + self.b1       # a1 = W1 x + b1
+        self.f1 = sigmoid(self.a1)                   # f1 = sigma(a1)
+        self.a2 = self.f1 @ self.W2.T + self.b2      # a2 = W2 f1 + b2
+        self.y_hat = softmax(self.a2)                # y_hat = softmax(a2)
+        return self.y_hat[0] if self.single else self.y_hat
+
+    def loss(self, y):
+        """Summed cross-entropy -sum y log y_hat of the last forward pass, from a2 (log-softmax),
+        so it stays finite where y_hat underflows to 0."""
+        y = np.asarray(y, dtype=np.float32).reshape(self.a2.shape)
+        shifted = self.a2 - self.a2.max(axis=1, keepdims=True)
+        log_y_hat = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-(y * log_y_hat).sum())
+
+    # 2.3.2 ------------------------------------------------------------------------------------
+    def reset_grad(self):
+        self.W1_grad = np.zeros_like(self.W1)
+        self.b1_grad = np.zeros_like(self.b1)
+        self.W2_grad = np.zeros_like(self.W2)
+        self.b2_grad = np.zeros_like(self.b2)
+
+    def update_grad(self, y):
+        """Add dL/dtheta of the cross-entropy of the last forward pass, summed over its images.
+
+        Each line is one row-vector chain rule of section 2.3.1, stacked over the batch (B rows):
+          dL/da2 = y_hat - y
+          dL/db2 = dL/da2 . da2/db2   (= I)                  -> sum over rows
+          dL/dW2 = dL/da2 . da2/dW2   (= f1 in each row)     -> outer products (dL/da2)^T f1
+          dL/df1 = dL/da2 . da2/df1   (= W2)
+          dL/da1 = dL/df1 . df1/da1   (= diag(f1 (1 - f1)))
+          dL/db1 = dL/da1 . da1/db1   (= I),   dL/dW1 = (dL/da1)^T x
+        """
+        y = np.asarray(y, dtype=np.float32).reshape(self.y_hat.shape)
+        dL_da2 = self.y_hat - y
+        self.b2_grad += dL_da2.sum(axis=0)
+        self.W2_grad += dL_da2.T @ self.f1
+        dL_df1 = dL_da2 @ self.W2
+        dL_da1 = dL_df1 * self.f1 * (1 - self.f1)
+        self.b1_grad += dL_da1.sum(axis=0)
+        self.W1_grad += dL_da1.T @ self.x
+
+    def update_params(self, lr):
+        """One plain gradient step: theta <- theta - lr * dL/dtheta."""
+        self.W1 -= lr * self.W1_grad
+        self.b1 -= lr * self.b1_grad
+        self.W2 -= lr * self.W2_grad
+        self.b2 -= lr * self.b2_grad
+
+    def predict(self, x, chunk=10000):
+        return np.concatenate([self.forward(x[i:i + chunk]).argmax(axis=1) for i in range(0, len(x), chunk)])
+
+    def save(self, path):
+        atomic_write(path, lambda p: np.savez(p, **self.params()))
+
+    @classmethod
+    def load(cls, path):
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no saved MLP weights (run `python Project3.py --part mlp` first).")
+        net = cls()
+        with np.load(path) as saved:
+            for name, value in net.params().items():
+                if name not in saved or saved[name].shape != value.shape:
+                    raise DataError(f"{path}: expected {name} of shape {value.shape}, found "
+                                    f"{saved[name].shape if name in saved else 'nothing'}.")
+                setattr(net, name, saved[name].astype(np.float32))
+        return net
+
+
+class AdamMLP(MLP):
+    """The same network; update_params takes an Adam step (with decoupled weight decay on the
+    weights) from the same summed gradients instead of a plain one. Used in section 2.6 only."""
+
+    def __init__(self, weight_decay=0.0, betas=(0.9, 0.999), eps=1e-8, **kw):
+        super().__init__(**kw)
+        self.weight_decay, self.betas, self.eps, self.t = weight_decay, betas, eps, 0
+        self.m = {k: np.zeros_like(v) for k, v in self.params().items()}
+        self.v = {k: np.zeros_like(v) for k, v in self.params().items()}
+
+    def update_params(self, lr):
+        self.t += 1
+        b1, b2 = self.betas
+        bias1, bias2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+        for name, theta in self.params().items():
+            g = getattr(self, f"{name}_grad")
+            m, v = self.m[name], self.v[name]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * g * g
+            if name.startswith("W"):
+                theta *= 1 - lr * self.weight_decay
+            theta -= lr * (m / bias1) / (np.sqrt(v / bias2) + self.eps)
+
+
+# ============================================================================================
+# 2.4 Training: SGD on mini-batches, reshuffled every epoch.
+# ============================================================================================
+
+def accuracy(net, x, y):
+    return float((net.predict(x) == y).mean())
+
+
+def train_mlp(net, train, val, epochs, batch, lr, seed=0, tag="mlp", lr_final=None, augment=None):
+    """Train net in place; return the accuracy history and the parameters of the best epoch.
+
+    Every step calls reset_grad, forward, update_grad, update_params in that order (2.4).
+    lr_final: cosine-decay the learning rate from lr to lr_final over the run (else constant).
+    augment:  a function (images, rng) -> distorted images, applied to each batch.
+    After each epoch the accuracy on the whole training subset and the whole validation set is
+    recorded; the test split is never seen here.
+    """
+    x, y = train
+    Y = one_hot(y)
+    rng = np.random.default_rng(seed)
+    steps = -(-len(x) // batch)
+    history = dict(train_acc=[], val_acc=[], batch=batch, steps_per_epoch=steps, lr=lr)
+    best = dict(val_acc=-1.0)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(x))
+        for step in range(steps):
+            idx = order[step * batch:(step + 1) * batch]
+            xb = x[idx] if augment is None else augment(x[idx], rng)
+            if lr_final is None:
+                lr_t = lr
+            else:
+                progress_frac = ((epoch - 1) * steps + step) / (epochs * steps)
+                lr_t = lr_final + 0.5 * (lr - lr_final) * (1 + np.cos(np.pi * progress_frac))
+            net.reset_grad()
+            net.forward(xb)
+            net.update_grad(Y[idx])
+            net.update_params(lr_t)
+        history["train_acc"].append(accuracy(net, x, y))
+        history["val_acc"].append(accuracy(net, *val))
+        if history["val_acc"][-1] > best["val_acc"]:
+            best = dict(val_acc=history["val_acc"][-1], epoch=epoch,
+                        params={k: v.copy() for k, v in net.params().items()})
+        progress(tag, epoch, epochs, history["train_acc"][-1], history["val_acc"][-1], start)
+    history["train_seconds"] = round(time.perf_counter() - start, 2)
+    return history, best
+
+
+# ============================================================================================
+# 2.5 Over-fitting? The specified training on the first 2000 images, then on all 50000.
+# ============================================================================================
+
+def section_2_5(data, out, seed, quick):
+    cfg = dict(MLP_STUDY)
+    if quick:
+        cfg.update(small_n=200, epochs_small=QUICK["epochs"], epochs_full=QUICK["epochs"])
+    x, y = data["train"]
+    results = {}
+    for key, n, epochs in (("mlp_spec_2000", cfg["small_n"], cfg["epochs_small"]),
+                           ("mlp_spec", len(x), cfg["epochs_full"])):
+        net = MLP(seed=seed)
+        history, _ = train_mlp(net, (x[:n], y[:n]), data["val"], epochs, SPEC["batch"], SPEC["lr"],
+                               seed=seed, tag=f"2.5 n={n}")
+        plot_history(history, f"MLP, SGD lr {SPEC['lr']}, first {n} training images", out, f"{key}_accuracy")
+        results[key] = dict(train_n=n, epochs=epochs, batch=SPEC["batch"], lr=SPEC["lr"],
+                            final_train_accuracy=history["train_acc"][-1],
+                            val_accuracy=history["val_acc"][-1], best_val_accuracy=max(history["val_acc"]),
+                            train_seconds=history["train_seconds"], history=history)
+        if key == "mlp_spec":
+            net.save(Path(out) / "weights" / "mlp_spec.npz")
+    update_results(out, **results)
+    return results
+
+
+# ============================================================================================
+# 2.6 How well does it work? The same network, trained better.
+# ============================================================================================
+
+def augment_affine(images, rng, rotate_deg, scale, shear, shift):
+    """Random small affine distortions of a batch (B, 784) of 28x28 images, bilinear, in numpy.
+
+    Each output pixel p (centred coordinates) samples the input at A^-1 (p - t): a rotation of up
+    to rotate_deg degrees, a scaling by 1 +- scale, a shear of up to +-shear and a shift of up to
+    +-shift pixels, drawn independently for each image.
+    """
+    B = len(images)
+    theta = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, B))
+    s = 1 + rng.uniform(-scale, scale, B)
+    k = rng.uniform(-shear, shear, B)
+    t = rng.uniform(-shift, shift, (B, 2))
+    cos, sin = np.cos(theta), np.sin(theta)
+    # A = s R(theta) [[1, k], [0, 1]]; its inverse maps output pixels back to input pixels.
+    A = s[:, None, None] * np.stack([np.stack([cos, cos * k - sin], -1),
+                                     np.stack([sin, sin * k + cos], -1)], -2)
+    A_inv = np.linalg.inv(A).astype(np.float32)
+    r = np.arange(28, dtype=np.float32) - 13.5
+    gx, gy = np.tile(r, 28), np.repeat(r, 28)          # centred (x, y) of each of the 784 pixels
+    u = gx - t[:, :1].astype(np.float32)
+    v = gy - t[:, 1:].astype(np.float32)
+    # Source coordinates, +13.5 back to pixel indices, +1 into the image padded by one zero pixel,
+    # so anything sampled from outside the frame reads background.
+    sx = np.clip(A_inv[:, 0, :1] * u + A_inv[:, 0, 1:] * v + 14.5, 0, 29 - 1e-3)
+    sy = np.clip(A_inv[:, 1, :1] * u + A_inv[:, 1, 1:] * v + 14.5, 0, 29 - 1e-3)
+    padded = np.pad(images.reshape(B, 28, 28), ((0, 0), (1, 1), (1, 1))).ravel()
+    x0 = sx.astype(np.int32)
+    y0 = sy.astype(np.int32)
+    wx = sx - x0
+    wy = sy - y0
+    base = y0 * 30 + x0 + (np.arange(B, dtype=np.int32) * 900)[:, None]
+    tl, tr = padded[base], padded[base + 1]
+    bl, br = padded[base + 30], padded[base + 31]
+    top = tl + wx * (tr - tl)
+    return (top + wy * (bl + wx * (br - bl) - top)).astype(np.float32)
+
+
+def section_2_6(data, out, seed, quick):
+    cfg = dict(MLP_BEST)
+    train, val = data["train"], data["val"]
+    if quick:
+        cfg.update(epochs=QUICK["epochs"])
+    aug = cfg["augment"]
+    net = AdamMLP(weight_decay=cfg["weight_decay"], seed=seed)
+    history, best = train_mlp(net, train, val, cfg["epochs"], cfg["batch"], cfg["lr"], seed=seed, tag="2.6",
+                              lr_final=cfg["lr_final"], augment=lambda im, rng: augment_affine(im, rng, **aug))
+    best_net = MLP()
+    for name, value in best["params"].items():
+        setattr(best_net, name, value)
+    best_net.save(Path(out) / "weights" / "mlp.npz")
+    plot_history(history, "MLP of 2.6: Adam, cosine schedule, augmentation", out, "mlp_best_accuracy")
+    entry = dict(epochs=cfg["epochs"], best_epoch=best["epoch"], val_accuracy=best["val_acc"],
+                 train_seconds=history["train_seconds"], config=cfg, history=history)
+    update_results(out, mlp_best=entry)
+    return entry
+
+
+# ============================================================================================
+# 2.7 Where does it make mistakes? and 2.8 The rows of W1 as templates.
+# ============================================================================================
+
+def section_2_7(data, out):
+    net = MLP.load(Path(out) / "weights" / "mlp.npz")
+    x, y = data["test"]
+    C = confusion_matrix(y, net.predict(x))
+    plot_confusion(C, "MLP (2.6) on the test set", out, "mlp_confusion")
+    summary = confusion_summary(C)
+    update_results(out, mlp_confusion=summary)
+    return summary
+
+
+def section_2_8(out):
+    net = MLP.load(Path(out) / "weights" / "mlp.npz")
+    W1 = net.W1
+    limit = np.abs(W1).max()  # one symmetric scale for all 64: 0 is white, + red, - blue
+    fig, axes = plt.subplots(8, 8, figsize=(7, 7.4))
+    for k, ax in enumerate(axes.flat):
+        im = ax.imshow(W1[k].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(str(k), fontsize=6, pad=1)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="weight")
+    save_figure(fig, out, "mlp_templates")
+
+
+
+def record_test_accuracy(out, data_dir, predictors):
+    """Read the test split -- only here, after all training and every choice -- and record the
+    accuracy of each final model: predictors = {results key: function images -> digits}."""
+    x, y = load_data(data_dir, splits=("test",))["test"]
+    path = Path(out) / "figures" / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    for key, predict in predictors.items():
+        acc = float((predict(x) == y).mean())
+        results.setdefault(key, {}).update(test_accuracy=acc, test_n=len(y))
+        print(f"[{key}] test accuracy {100 * acc:.2f}% on {len(y)} test images", flush=True)
+    update_results(out, **{key: results[key] for key in predictors})
+
+
+def run_mlp(args):
+    """--part mlp: sections 2.5-2.8 (or the one --section names)."""
+    sections = [args.section] if args.section else ["2.5", "2.6", "2.7", "2.8"]
+    if any(s in ("2.5", "2.6") for s in sections):
+        data = load_data(args.data)
+        if args.quick:
+            data = {s: (x[:QUICK[f"{s}_n"]], y[:QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
+    weights = Path(args.out) / "weights"
+    for section in sections:
+        print(f"== section {section} ==", flush=True)
+        if section == "2.5":
+            section_2_5(data, args.out, args.seed, args.quick)
+        elif section == "2.6":
+            section_2_6(data, args.out, args.seed, args.quick)
+            record_test_accuracy(args.out, args.data, {
+                "mlp_spec": MLP.load(weights / "mlp_spec.npz").predict,
+                "mlp_best": MLP.load(weights / "mlp.npz").predict})
+        elif section == "2.7":
+            section_2_7(load_data(args.data, splits=("test",)), args.out)
+        elif section == "2.8":
+            section_2_8(args.out)
+
+
+# ============================================================================================
+# Benchmark: one epoch of this MLP against torch's identical network, same run, same data.
+# ============================================================================================
+
+def run_bench(args):
+    import torch  # only the benchmark and Part 2 need torch
+
+    x, y = load_data(args.data, splits=("train",))["train"]
+    if args.quick:
+        x, y = x[:QUICK["train_n"]], y[:QUICK["train_n"]]
+    Y = one_hot(y)
+    batch, lr = SPEC["batch"], SPEC["lr"]
+    order = np.random.default_rng(args.seed).permutation(len(x))
+    batches = [order[i:i + batch] for i in range(0, len(x), batch)]
+
+    def numpy_epoch():
+        net = MLP(seed=args.seed)
+        start = time.perf_counter()
+        for idx in batches:
+            net.reset_grad()
+            net.forward(x[idx])
+            net.update_grad(Y[idx])
+            net.update_params(lr)
+        return time.perf_counter() - start
+
+    torch.manual_seed(args.seed)
+    tnet = torch.nn.Sequential(torch.nn.Linear(N_PIXELS, 64), torch.nn.Sigmoid(), torch.nn.Linear(64, N_CLASSES))
+    opt = torch.optim.SGD(tnet.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")  # summed, like update_grad
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def torch_epoch():
+        start = time.perf_counter()
+        for idx in batches:
+            idx = torch.from_numpy(idx)
+            opt.zero_grad()
+            loss_fn(tnet(tx[idx]), ty[idx]).backward()
+            opt.step()
+        return time.perf_counter() - start
+
+    repeats = 1 if args.quick else 5
+    numpy_epoch(), torch_epoch()  # warm-up: first-call allocations and thread start-up
+    t_numpy = min(numpy_epoch() for _ in range(repeats))
+    t_torch = min(torch_epoch() for _ in range(repeats))
+    print(f"one epoch of SGD on {len(x)} images, batch {batch} (best of {repeats}):")
+    print(f"  numpy MLP (this file): {t_numpy:.3f} s")
+    print(f"  torch {torch.__version__} ({torch.get_num_threads()} threads): {t_torch:.3f} s")
+    print(f"  ratio numpy / torch: {t_numpy / t_torch:.2f}")
+    update_results(args.out, bench=dict(images=len(x), numpy_seconds=round(t_numpy, 4),
+                                        torch_seconds=round(t_torch, 4), ratio=round(t_numpy / t_torch, 3),
+                                        torch_version=torch.__version__))
+
+
+# ============================================================================================
+# Evaluation of the saved networks on a data folder's test split, without training.
+# ============================================================================================
+
+def run_eval(args):
+    x, y = load_data(args.data, splits=("test",))["test"]
+    weights = Path(args.out) / "weights"
+    report = {"mlp": dict(accuracy=round(float((MLP.load(weights / "mlp.npz").predict(x) == y).mean()), 4),
+                          n=len(y))}
+    print(json.dumps(report))
+
+
+# ============================================================================================
+# Command line
+# ============================================================================================
+
+PARTS = dict(mlp=run_mlp, bench=run_bench, eval=run_eval)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--part", required=True, choices=PARTS, help="what to run")
+    p.add_argument("--section", choices=["2.5", "2.6", "2.7", "2.8"],
+                   help="run one section only (2.7 and 2.8 use the saved weights)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    p.add_argument("--data", help="data folder (default: Project3_data or Project3_Data beside this file)")
+    p.add_argument("--quick", action="store_true",
+                   help="a few seconds' smoke test of every code path, written under quick/ (not figures/)")
+    p.add_argument("--out", help="where figures/ and weights/ are written and read (default: beside this "
+                                 "file, or quick/ beside it with --quick)")
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = HERE / "quick" if args.quick else HERE
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        PARTS[args.part](args)
+    except DataError as err:
+        print(f"Project3.py: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
