@@ -186,7 +186,7 @@ def confusion_matrix(y_true, y_pred):
 
 def confusion_summary(C, top=6):
     """Per-class accuracy and the most frequent (true, predicted) mistakes."""
-    per_class = np.diag(C) / C.sum(axis=1)
+    per_class = np.diag(C) / np.maximum(C.sum(axis=1), 1)  # a digit absent from the split scores 0
     off = C.copy()
     np.fill_diagonal(off, 0)
     order = np.argsort(off, axis=None)[::-1][:top]
@@ -254,7 +254,7 @@ class MLP:
 
     # 2.1 --------------------------------------------------------------------------------------
     def forward(self, x):
-        x = np.asarray(x, dtype=np.float32)
+        x = np.asarray(x, dtype=self.W1.dtype)  # float32 in use; float64 for gradient checks
         self.single = x.ndim == 1
         self.x = x.reshape(1, -1) if self.single else x
         self.a1 = self.x @ self.W1.T + self.b1       # a1 = W1 x + b1
@@ -266,7 +266,7 @@ class MLP:
     def loss(self, y):
         """Summed cross-entropy -sum y log y_hat of the last forward pass, from a2 (log-softmax),
         so it stays finite where y_hat underflows to 0."""
-        y = np.asarray(y, dtype=np.float32).reshape(self.a2.shape)
+        y = np.asarray(y, dtype=self.a2.dtype).reshape(self.a2.shape)
         shifted = self.a2 - self.a2.max(axis=1, keepdims=True)
         log_y_hat = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         return float(-(y * log_y_hat).sum())
@@ -289,7 +289,7 @@ class MLP:
           dL/da1 = dL/df1 . df1/da1   (= diag(f1 (1 - f1)))
           dL/db1 = dL/da1 . da1/db1   (= I),   dL/dW1 = (dL/da1)^T x
         """
-        y = np.asarray(y, dtype=np.float32).reshape(self.y_hat.shape)
+        y = np.asarray(y, dtype=self.y_hat.dtype).reshape(self.y_hat.shape)
         dL_da2 = self.y_hat - y
         self.b2_grad += dL_da2.sum(axis=0)
         self.W2_grad += dL_da2.T @ self.f1
