@@ -46,6 +46,11 @@ MLP_BEST = dict(  # section 2.6, chosen on validation accuracy (see the ablation
     epochs=60, batch=128, lr=2e-3, lr_final=2e-5, weight_decay=1e-4,
     augment=dict(rotate_deg=12.0, scale=0.10, shear=0.15, shift=2.5),
 )
+CNN_STUDY = dict(small_n=2000, epochs_small=60, epochs_full=15)   # section 3.3
+CNN_BEST = dict(  # section 3.4, chosen on validation accuracy
+    epochs=25, batch=128, lr=3e-3, weight_decay=1e-4, label_smoothing=0.05,
+    augment=dict(rotate_deg=12.0, scale=0.10, shear=0.15, shift=2.5),
+)
 QUICK = dict(train_n=600, val_n=300, epochs=2)  # --quick: every code path, a few seconds
 
 
@@ -553,6 +558,287 @@ def run_mlp(args):
 
 
 # ============================================================================================
+# 3.1 The template CNN (PyTorch). torch is imported here, on first use, never by Part 1.
+# ============================================================================================
+
+def _torch_convnet():
+    """Define ConvNet on first use. The layers and forward() follow the PyTorch CIFAR-10 tutorial
+    the assignment points to (pytorch.org/tutorials/beginner/blitz/cifar10_tutorial.html), with
+    one input channel and fc1 sized for 28x28 MNIST images (16 x 4 x 4 = 256 inputs)."""
+    import torch
+    from torch import nn
+    import torch.nn.functional as F
+
+    class ConvNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(1, 6, 5)      # 1x28x28 -> 6x24x24
+            self.pool = nn.MaxPool2d(2, 2)       # halves height and width
+            self.conv2 = nn.Conv2d(6, 16, 5)     # 6x12x12 -> 16x8x8
+            self.fc1 = nn.Linear(16 * 4 * 4, 120)
+            self.fc2 = nn.Linear(120, 84)
+            self.fc3 = nn.Linear(84, 10)
+
+        def forward(self, x):
+            """Flat images (B, 784) or one image (784,) -> class scores (B, 10) or (10,)."""
+            single = x.dim() == 1
+            x = x.reshape(-1, 1, 28, 28)
+            x = self.pool(F.relu(self.conv1(x)))
+            x = self.pool(F.relu(self.conv2(x)))
+            x = torch.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            x = self.fc3(x)
+            return x[0] if single else x
+
+    return ConvNet
+
+
+def __getattr__(name):
+    """`Project3.ConvNet` builds the class (and imports torch) only when somebody asks for it."""
+    if name == "ConvNet":
+        globals()["ConvNet"] = _torch_convnet()
+        return globals()["ConvNet"]
+    raise AttributeError(f"module 'Project3' has no attribute {name!r}")
+
+
+def describe_cnn(net):
+    """Section 3.1 from the module itself: one row per layer with its settings, the shape going
+    in and out (traced with one image) and its parameter count."""
+    import torch
+
+    rows, shape = [], (1, 1, 28, 28)
+    x = torch.zeros(shape)
+    layers = [("conv1", net.conv1), ("relu", None), ("pool", net.pool), ("conv2", net.conv2), ("relu", None),
+              ("pool", net.pool), ("flatten", None), ("fc1", net.fc1), ("relu", None), ("fc2", net.fc2),
+              ("relu", None), ("fc3", net.fc3)]
+    for name, layer in layers:
+        before = tuple(x.shape[1:])
+        if name == "relu":
+            x = torch.relu(x)
+        elif name == "flatten":
+            x = torch.flatten(x, 1)
+        else:
+            x = layer(x)
+        kind = {"relu": "ReLU", "flatten": "Flatten"}.get(name, type(layer).__name__ if layer is not None else "")
+        row = dict(layer=name, type=kind, input=list(before), output=list(x.shape[1:]), kernel="", stride="",
+                   padding="", params=0 if layer is None or name == "pool" else sum(p.numel() for p in layer.parameters()))
+        if kind in ("Conv2d", "MaxPool2d"):
+            pair = lambda v: v if isinstance(v, int) else v[0]  # noqa: E731  (square kernels here)
+            row.update(kernel=f"{pair(layer.kernel_size)}x{pair(layer.kernel_size)}", stride=pair(layer.stride),
+                       padding=pair(layer.padding))
+        rows.append(row)
+    total = sum(p.numel() for p in net.parameters())
+    assert total == sum(r["params"] for r in rows)
+    return rows, total
+
+
+def cnn_table_tex(rows, total):
+    """The 3.1 table as LaTeX rows, for report.tex to input."""
+    dims = lambda s: "$" + r"\times".join(str(d) for d in s) + "$"  # noqa: E731
+    lines = [r"\begin{tabular}{llccccr}", r"\toprule",
+             r"layer & type & kernel & stride & padding & input $\to$ output & parameters \\", r"\midrule"]
+    for r in rows:
+        kernel = r["kernel"].replace("x", r"$\times$")
+        lines.append(f"{r['layer']} & {r['type']} & {kernel} & {r['stride']} & {r['padding']} & "
+                     f"{dims(r['input'])} $\\to$ {dims(r['output'])} & {r['params']:,} \\\\")
+    lines += [r"\midrule", f"total & & & & & & {total:,} \\\\", r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines).replace(",", "{,}") + "\n"
+
+
+def section_3_1(out):
+    rows, total = describe_cnn(__getattr__("ConvNet")())
+    atomic_write(Path(out) / "figures" / "cnn_table.tex", lambda p: p.write_text(cnn_table_tex(rows, total)))
+    update_results(out, cnn_architecture=dict(layers=rows, total_params=total))
+    return rows, total
+
+
+# ============================================================================================
+# 3.2 Training the CNN, fed straight from the numpy arrays.
+# ============================================================================================
+
+def pick_device(name):
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DataError("--device cuda was asked for, but torch finds no CUDA device on this machine.")
+    return name
+
+
+def cnn_predict(net, x, device, chunk=5000):
+    import torch
+
+    net.eval()
+    with torch.no_grad():
+        out = [net(torch.from_numpy(x[i:i + chunk]).to(device)).argmax(1).cpu() for i in range(0, len(x), chunk)]
+    net.train()
+    return torch.cat(out).numpy()
+
+
+def train_cnn(net, train, val, epochs, batch, make_optimizer, device, seed=0, tag="cnn", augment=None,
+              label_smoothing=0.0, one_cycle_lr=None):
+    """Train net in place (the tutorial's loop: zero_grad, forward, loss, backward, step) and return
+    the accuracy history and the state of the best epoch on validation.
+
+    make_optimizer(params) builds the optimiser; one_cycle_lr, if given, is the peak of a one-cycle
+    learning-rate schedule stepped every batch; augment distorts each batch (numpy, as in 2.6).
+    """
+    import torch
+
+    x, y = train
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    net.to(device)
+    optimizer = make_optimizer(net.parameters())
+    steps = -(-len(x) // batch)
+    scheduler = None if one_cycle_lr is None else torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=one_cycle_lr, total_steps=epochs * steps)
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+    y_all = torch.from_numpy(y).to(device)
+    history = dict(train_acc=[], val_acc=[], batch=batch, steps_per_epoch=steps)
+    best = dict(val_acc=-1.0)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(x))
+        for step in range(steps):
+            idx = order[step * batch:(step + 1) * batch]
+            xb = x[idx] if augment is None else augment(x[idx], rng)
+            optimizer.zero_grad()
+            loss = loss_fn(net(torch.from_numpy(xb).to(device)), y_all[idx])
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+        history["train_acc"].append(float((cnn_predict(net, x, device) == y).mean()))
+        history["val_acc"].append(float((cnn_predict(net, val[0], device) == val[1]).mean()))
+        if history["val_acc"][-1] > best["val_acc"]:
+            best = dict(val_acc=history["val_acc"][-1], epoch=epoch,
+                        state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+        progress(tag, epoch, epochs, history["train_acc"][-1], history["val_acc"][-1], start)
+    history["train_seconds"] = round(time.perf_counter() - start, 2)
+    return history, best
+
+
+def save_cnn(state, path):
+    import torch
+
+    atomic_write(path, lambda p: torch.save(state, p))
+
+
+def load_cnn(path, device="cpu"):
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no saved CNN weights (run `python Project3.py --part cnn` first).")
+    net = __getattr__("ConvNet")()
+    net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
+    return net.to(device)
+
+
+def sgd_momentum(params):
+    """The tutorial's optimiser with the assignment's learning rate."""
+    import torch
+
+    return torch.optim.SGD(params, lr=SPEC["lr"], momentum=0.9)
+
+
+# ============================================================================================
+# 3.3 Over-fitting? The same 2000-vs-50000 study as 2.5.
+# ============================================================================================
+
+def section_3_3(data, out, seed, quick, device):
+    cfg = dict(CNN_STUDY)
+    if quick:
+        cfg.update(small_n=200, epochs_small=QUICK["epochs"], epochs_full=QUICK["epochs"])
+    x, y = data["train"]
+    results = {}
+    for key, n, epochs in (("cnn_spec_2000", cfg["small_n"], cfg["epochs_small"]),
+                           ("cnn_spec", len(x), cfg["epochs_full"])):
+        net = __getattr__("ConvNet")()
+        torch_seed(seed)
+        history, _ = train_cnn(net, (x[:n], y[:n]), data["val"], epochs, SPEC["batch"], sgd_momentum, device,
+                               seed=seed, tag=f"3.3 n={n}")
+        plot_history(history, f"CNN, SGD lr {SPEC['lr']} momentum 0.9, first {n} training images", out,
+                     f"{key}_accuracy")
+        results[key] = dict(train_n=n, epochs=epochs, batch=SPEC["batch"], lr=SPEC["lr"], optimizer="SGD momentum 0.9",
+                            final_train_accuracy=history["train_acc"][-1], val_accuracy=history["val_acc"][-1],
+                            best_val_accuracy=max(history["val_acc"]), train_seconds=history["train_seconds"],
+                            device=device, history=history)
+        if key == "cnn_spec":
+            save_cnn(net.state_dict(), Path(out) / "weights" / "cnn_spec.pt")
+    update_results(out, **results)
+    return results
+
+
+def torch_seed(seed):
+    import torch
+
+    torch.manual_seed(seed)  # the weight initialisation of the next ConvNet()
+
+
+# ============================================================================================
+# 3.4 How well does it work? The template CNN, trained better.
+# ============================================================================================
+
+def section_3_4(data, out, seed, quick, device):
+    import torch
+
+    cfg = dict(CNN_BEST)
+    if quick:
+        cfg.update(epochs=QUICK["epochs"])
+    torch_seed(seed)
+    net = __getattr__("ConvNet")()
+    aug = cfg["augment"]
+    history, best = train_cnn(
+        net, data["train"], data["val"], cfg["epochs"], cfg["batch"],
+        lambda p: torch.optim.AdamW(p, lr=cfg["lr"], weight_decay=cfg["weight_decay"]), device, seed=seed,
+        tag="3.4", augment=lambda im, rng: augment_affine(im, rng, **aug), label_smoothing=cfg["label_smoothing"],
+        one_cycle_lr=cfg["lr"])
+    save_cnn(best["state"], Path(out) / "weights" / "cnn.pt")
+    plot_history(history, "CNN of 3.4: AdamW, one-cycle schedule, augmentation", out, "cnn_best_accuracy")
+    entry = dict(epochs=cfg["epochs"], best_epoch=best["epoch"], val_accuracy=best["val_acc"],
+                 train_seconds=history["train_seconds"], device=device, config=cfg, history=history)
+    update_results(out, cnn_best=entry)
+    return entry
+
+
+def section_cnn_confusion(data, out, device):
+    net = load_cnn(Path(out) / "weights" / "cnn.pt", device)
+    x, y = data["test"]
+    C = confusion_matrix(y, cnn_predict(net, x, device))
+    plot_confusion(C, "CNN (3.4) on the test set", out, "cnn_confusion")
+    summary = confusion_summary(C)
+    update_results(out, cnn_confusion=summary)
+    return summary
+
+
+def run_cnn(args):
+    """--part cnn: sections 3.1-3.4 (or the one --section names), then the CNN's confusion matrix."""
+    device = pick_device(args.device)
+    sections = [args.section] if args.section else ["3.1", "3.3", "3.4"]
+    if any(s in ("3.2", "3.3", "3.4") for s in sections):
+        data = load_data(args.data)
+        if args.quick:
+            data = {s: (x[:QUICK[f"{s}_n"]], y[:QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
+    weights = Path(args.out) / "weights"
+    for section in sections:
+        print(f"== section {section} ({device}) ==", flush=True)
+        if section == "3.1":
+            section_3_1(args.out)
+        elif section in ("3.2", "3.3"):  # 3.2's training is the one 3.3 runs on 2000 and 50000 images
+            section_3_3(data, args.out, args.seed, args.quick, device)
+        elif section == "3.4":
+            section_3_4(data, args.out, args.seed, args.quick, device)
+            record_test_accuracy(args.out, args.data, {
+                "cnn_spec": lambda x: cnn_predict(load_cnn(weights / "cnn_spec.pt", device), x, device),
+                "cnn_best": lambda x: cnn_predict(load_cnn(weights / "cnn.pt", device), x, device)})
+            section_cnn_confusion(load_data(args.data, splits=("test",)), args.out, device)
+
+
+# ============================================================================================
 # Benchmark: one epoch of this MLP against torch's identical network, same run, same data.
 # ============================================================================================
 
@@ -614,6 +900,10 @@ def run_eval(args):
     weights = Path(args.out) / "weights"
     report = {"mlp": dict(accuracy=round(float((MLP.load(weights / "mlp.npz").predict(x) == y).mean()), 4),
                           n=len(y))}
+    if (weights / "cnn.pt").is_file():  # Part 2's network, when it has been trained
+        device = pick_device(args.device)
+        predicted = cnn_predict(load_cnn(weights / "cnn.pt", device), x, device)
+        report["cnn"] = dict(accuracy=round(float((predicted == y).mean()), 4), n=len(y))
     print(json.dumps(report))
 
 
@@ -621,22 +911,25 @@ def run_eval(args):
 # Command line
 # ============================================================================================
 
-PARTS = dict(mlp=run_mlp, bench=run_bench, eval=run_eval)
+PARTS = dict(mlp=run_mlp, cnn=run_cnn, bench=run_bench, eval=run_eval)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", required=True, choices=PARTS, help="what to run")
-    p.add_argument("--section", choices=["2.5", "2.6", "2.7", "2.8"],
-                   help="run one section only (2.7 and 2.8 use the saved weights)")
+    p.add_argument("--section", choices=["2.5", "2.6", "2.7", "2.8", "3.1", "3.2", "3.3", "3.4"],
+                   help="run one section only (2.7 and 2.8 use the saved weights; 3.2 is trained in 3.3)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--data", help="data folder (default: Project3_data or Project3_Data beside this file)")
     p.add_argument("--quick", action="store_true",
                    help="a few seconds' smoke test of every code path, written under quick/ (not figures/)")
     p.add_argument("--out", help="where figures/ and weights/ are written and read (default: beside this "
                                  "file, or quick/ beside it with --quick)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="Part 2's device (default: CUDA when present)")
     args = p.parse_args(argv)
+    if args.section and args.part in ("mlp", "cnn") and args.section[0] != {"mlp": "2", "cnn": "3"}[args.part]:
+        p.error(f"--section {args.section} is not a section of --part {args.part}")
     if args.out is None:
         args.out = HERE / "quick" if args.quick else HERE
     return args
