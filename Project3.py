@@ -8,11 +8,12 @@ Read top to bottom, the sections follow the report:
     2.6      a better-trained MLP (augmentation, Adam, schedule) saved to weights/mlp.npz
     2.7      confusion matrix        2.8  the rows of W1 as templates
     3.1-3.4  the template CNN, its training, its over-fitting study, a better-trained CNN
-    bench / eval / report / zip      plumbing around the above
+    ablation / bench / eval / report / zip / command line     around the above
 
-Usage:  python Project3.py --part mlp | cnn | eval | bench | report | all | zip
+Usage:  python Project3.py --part mlp | cnn | report | all | eval | zip | bench | ablation
         python Project3.py --part mlp --section 2.6        (one section)
         python Project3.py --part mlp --quick              (smoke test of every code path)
+        python Project3.py --help                          (every option)
 
 Part 1 uses numpy, matplotlib and time only; torch is imported inside the Part 2 and benchmark
 functions, so `--part mlp` runs on a machine without torch.
@@ -51,6 +52,8 @@ MLP_ABLATION = (  # --part ablation: each row changes MLP_BEST as given
     ("+ random shifts of up to 1 pixel", dict(augment=dict(rotate_deg=0.0, scale=0.0, shear=0.0, shift=1.0))),
     ("+ light affine distortions (chosen)", dict()),
     ("+ strong affine distortions", dict(augment=dict(rotate_deg=12.0, scale=0.10, shear=0.15, shift=2.5))),
+    ("light affine distortions, 60 epochs", dict(epochs=60)),
+    ("light affine distortions + label smoothing 0.1", dict(label_smoothing=0.1)),
 )
 CNN_STUDY = dict(small_n=2000, epochs_small=60, epochs_full=15, optimiser="adam")   # sections 3.2-3.3
 CNN_BEST = dict(  # section 3.4, chosen on validation accuracy (the ablation below)
@@ -66,8 +69,13 @@ CNN_ABLATION = (
 QUICK = dict(train_n=600, val_n=300, epochs=2)  # --quick: every code path, a few seconds
 
 
-class DataError(Exception):
-    """Bad or missing data: reported as one sentence on stderr, exit status 2."""
+class UserError(Exception):
+    """Something the user can fix (bad data, a missing tool, a bad option): reported as one
+    sentence on stderr with exit status 2, never as a traceback."""
+
+
+class DataError(UserError):
+    """Bad or missing data or weights."""
 
 
 # ============================================================================================
@@ -184,7 +192,7 @@ def plot_history(history, title, out, name):
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(epochs, 100 * np.array(history["train_acc"]), label="training set")
     ax.plot(epochs, 100 * np.array(history["val_acc"]), label="validation set")
-    ax.set_xlabel(f"epoch ({history['steps_per_epoch']} SGD steps of batch {history['batch']} each)")
+    ax.set_xlabel(f"epoch ({history['steps_per_epoch']} steps of batch {history['batch']} each)")
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title)
     lo = min(min(history["train_acc"]), min(history["val_acc"]))
@@ -377,9 +385,34 @@ def accuracy(net, x, y):
     return float((net.predict(x) == y).mean())
 
 
+def run_epochs(n, epochs, batch, seed, step, evaluate, snapshot, tag):
+    """The epoch loop both parts share: reshuffle the n training images every epoch, call
+    step(indices of a batch, fraction of training done) for each batch, then record
+    evaluate() -> (training accuracy, validation accuracy) and keep snapshot() of the best epoch
+    on validation. Returns the history and the best epoch."""
+    rng = np.random.default_rng(seed)
+    steps = -(-n // batch)
+    history = dict(train_acc=[], val_acc=[], batch=batch, steps_per_epoch=steps)
+    best = dict(val_acc=-1.0)
+    start = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(n)
+        for s in range(steps):
+            step(order[s * batch:(s + 1) * batch], rng, ((epoch - 1) * steps + s) / (epochs * steps))
+        train_acc, val_acc = evaluate()
+        history["train_acc"].append(train_acc)
+        history["val_acc"].append(val_acc)
+        if val_acc > best["val_acc"]:
+            best = dict(val_acc=val_acc, epoch=epoch, state=snapshot())
+        progress(tag, epoch, epochs, train_acc, val_acc, start)
+    history["train_seconds"] = round(time.perf_counter() - start, 2)
+    return history, best
+
+
 def train_mlp(net, train, val, epochs, batch, lr, seed=0, tag="mlp", lr_final=None, augment=None,
               label_smoothing=0.0):
-    """Train net in place; return the accuracy history and the parameters of the best epoch.
+    """Train net in place; return the accuracy history and the parameters of the best epoch
+    (best["state"], on validation).
 
     Every step calls reset_grad, forward, update_grad, update_params in that order (2.4).
     lr_final: cosine-decay the learning rate from lr to lr_final over the run (else constant).
@@ -390,33 +423,18 @@ def train_mlp(net, train, val, epochs, batch, lr, seed=0, tag="mlp", lr_final=No
     """
     x, y = train
     Y = one_hot(y) * (1 - label_smoothing) + label_smoothing / N_CLASSES
-    rng = np.random.default_rng(seed)
-    steps = -(-len(x) // batch)
-    history = dict(train_acc=[], val_acc=[], batch=batch, steps_per_epoch=steps, lr=lr)
-    best = dict(val_acc=-1.0)
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x))
-        for step in range(steps):
-            idx = order[step * batch:(step + 1) * batch]
-            xb = x[idx] if augment is None else augment(x[idx], rng)
-            if lr_final is None:
-                lr_t = lr
-            else:
-                progress_frac = ((epoch - 1) * steps + step) / (epochs * steps)
-                lr_t = lr_final + 0.5 * (lr - lr_final) * (1 + np.cos(np.pi * progress_frac))
-            net.reset_grad()
-            net.forward(xb)
-            net.update_grad(Y[idx])
-            net.update_params(lr_t)
-        history["train_acc"].append(accuracy(net, x, y))
-        history["val_acc"].append(accuracy(net, *val))
-        if history["val_acc"][-1] > best["val_acc"]:
-            best = dict(val_acc=history["val_acc"][-1], epoch=epoch,
-                        params={k: v.copy() for k, v in net.params().items()})
-        progress(tag, epoch, epochs, history["train_acc"][-1], history["val_acc"][-1], start)
-    history["train_seconds"] = round(time.perf_counter() - start, 2)
-    return history, best
+
+    def step(idx, rng, done):
+        xb = x[idx] if augment is None else augment(x[idx], rng)
+        lr_t = lr if lr_final is None else lr_final + 0.5 * (lr - lr_final) * (1 + np.cos(np.pi * done))
+        net.reset_grad()
+        net.forward(xb)
+        net.update_grad(Y[idx])
+        net.update_params(lr_t)
+
+    return run_epochs(len(x), epochs, batch, seed, step,
+                      evaluate=lambda: (accuracy(net, x, y), accuracy(net, *val)),
+                      snapshot=lambda: {k: v.copy() for k, v in net.params().items()}, tag=tag)
 
 
 # ============================================================================================
@@ -500,7 +518,7 @@ def section_2_6(data, out, seed, quick):
     cfg = dict(MLP_BEST, **(dict(epochs=QUICK["epochs"]) if quick else {}))
     history, best = train_mlp_best(cfg, data, seed, "2.6")
     best_net = MLP()
-    for name, value in best["params"].items():
+    for name, value in best["state"].items():
         setattr(best_net, name, value)
     best_net.save(Path(out) / "weights" / "mlp.npz")
     plot_history(history, "MLP of 2.6: Adam, cosine schedule, augmentation", out, "mlp_best_accuracy")
@@ -681,7 +699,7 @@ def pick_device(name):
     if name is None:
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise DataError("--device cuda was asked for, but torch finds no CUDA device on this machine.")
+        raise UserError("--device cuda was asked for, but torch finds no CUDA device on this machine.")
     return name
 
 
@@ -706,37 +724,29 @@ def train_cnn(net, train, val, epochs, batch, make_optimizer, device, seed=0, ta
     import torch
 
     x, y = train
-    rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     net.to(device)
     optimizer = make_optimizer(net.parameters())
-    steps = -(-len(x) // batch)
     scheduler = None if one_cycle_lr is None else torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=one_cycle_lr, total_steps=epochs * steps)
+        optimizer, max_lr=one_cycle_lr, total_steps=epochs * -(-len(x) // batch))
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     y_all = torch.from_numpy(y).to(device)
-    history = dict(train_acc=[], val_acc=[], batch=batch, steps_per_epoch=steps)
-    best = dict(val_acc=-1.0)
-    start = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x))
-        for step in range(steps):
-            idx = order[step * batch:(step + 1) * batch]
-            xb = x[idx] if augment is None else augment(x[idx], rng)
-            optimizer.zero_grad()
-            loss = loss_fn(net(torch.from_numpy(xb).to(device)), y_all[idx])
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-        history["train_acc"].append(float((cnn_predict(net, x, device) == y).mean()))
-        history["val_acc"].append(float((cnn_predict(net, val[0], device) == val[1]).mean()))
-        if history["val_acc"][-1] > best["val_acc"]:
-            best = dict(val_acc=history["val_acc"][-1], epoch=epoch,
-                        state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
-        progress(tag, epoch, epochs, history["train_acc"][-1], history["val_acc"][-1], start)
-    history["train_seconds"] = round(time.perf_counter() - start, 2)
-    return history, best
+
+    def step(idx, rng, done):
+        xb = x[idx] if augment is None else augment(x[idx], rng)
+        optimizer.zero_grad()
+        loss = loss_fn(net(torch.from_numpy(xb).to(device)), y_all[idx])
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+
+    def evaluate():
+        return (float((cnn_predict(net, x, device) == y).mean()),
+                float((cnn_predict(net, val[0], device) == val[1]).mean()))
+
+    return run_epochs(len(x), epochs, batch, seed, step, evaluate,
+                      snapshot=lambda: {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, tag=tag)
 
 
 def save_cnn(state, path):
@@ -1020,7 +1030,7 @@ def results_tex(results):
             if not isinstance(value, dict):  # \MlpBestCfgLr, \MlpBestCfgRotatedeg, ...
                 macros[f"{prefix}Cfg{name.replace('_', '').capitalize()}"] = f"{value:g}"
         if "device" in r:
-            macros[f"{prefix}Device"] = r["device"].upper() if r["device"] == "cpu" else "CUDA GPU"
+            macros[f"{prefix}Device"] = "the CPU" if r["device"] == "cpu" else "a CUDA GPU"
         seconds = r["train_seconds"] / r["epochs"]
         macros[f"{prefix}SecondsPerEpoch"] = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
 
@@ -1044,6 +1054,11 @@ def results_tex(results):
         b = results["bench"]
         macros.update(BenchNumpy=f"{b['numpy_seconds']:.3f}", BenchTorch=f"{b['torch_seconds']:.3f}",
                       BenchRatio=f"{b['ratio']:.2f}", BenchTorchVersion=b["torch_version"])
+    for prefix, key in (("CnnAblation", "cnn_ablation"), ("CnnOptimisers", "cnn_optimisers")):
+        if key in results:
+            devices = {row.get("device", "cpu") for row in results[key]}
+            macros[f"{prefix}Device"] = "a CUDA GPU" if devices == {"cuda"} else "the CPU" if devices == {"cpu"} \
+                else "CPU and GPU"
     if "cnn_architecture" in results:
         macros["CnnParams"] = f"{results['cnn_architecture']['total_params']:,}".replace(",", "{,}")
     lines = ["% Generated by `python Project3.py --part report` from results.json: do not edit."]
@@ -1080,12 +1095,12 @@ def run_report(args):
     elif shutil.which("pdflatex"):  # twice, for the cross-references
         commands = [["pdflatex", "-interaction=nonstopmode", "-halt-on-error", str(tex)]] * 2
     else:
-        raise DataError("LaTeX is not installed: report.pdf needs latexmk or pdflatex (on Debian: apt-get install "
+        raise UserError("LaTeX is not installed: report.pdf needs latexmk or pdflatex (on Debian: apt-get install "
                         "--no-install-recommends texlive-latex-recommended latexmk); figures/results.tex was written.")
     for command in commands:
         run = subprocess.run(command, cwd=out, capture_output=True, text=True)  # figures/ is read from out
         if run.returncode != 0:
-            raise DataError(f"LaTeX failed on {tex}; the end of its output:\n{run.stdout[-3000:]}")
+            raise UserError(f"LaTeX failed on {tex}; the end of its output:\n{run.stdout[-3000:]}")
     print(f"wrote {out / 'report.pdf'}")
 
 
@@ -1095,7 +1110,7 @@ def run_zip(args):
     import zipfile
 
     if not args.id or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", args.id):
-        raise DataError(f"--id must be a plain identifier such as xyz123 (letters, digits, _), found {args.id!r}.")
+        raise UserError(f"--id must be a plain identifier such as xyz123 (letters, digits, _), found {args.id!r}.")
     pdf = HERE / "report.pdf"
     if not pdf.is_file():
         raise DataError(f"{pdf}: not built yet (run `python Project3.py --part report` first).")
@@ -1151,8 +1166,14 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         PARTS[args.part](args)
-    except DataError as err:
+    except UserError as err:
         print(f"Project3.py: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if err.name != "torch":
+            raise
+        print(f"Project3.py: error: --part {args.part} needs PyTorch, which is not installed here "
+              "(pip install -r requirements.txt); --part mlp does not.", file=sys.stderr)
         return 2
     return 0
 

@@ -17,7 +17,8 @@ ALLOWED_TOP_LEVEL = {"numpy", "matplotlib", "time"}
 def block_torch(folder):
     """A folder which, first on PYTHONPATH, makes `import torch` fail as on a machine without it."""
     (folder / "torch").mkdir(parents=True)
-    (folder / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked in this test')\n")
+    (folder / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch' (blocked by the test)\", name='torch')\n")
     return folder
 
 
@@ -108,3 +109,12 @@ def test_importing_project3_has_no_side_effects_and_no_torch(tmp_path):
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "False"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_part_cnn_without_torch_is_a_clear_error(grader_layout, tmp_path):
+    folder, elsewhere = grader_layout
+    run = run_script(folder / "Project3.py", "--part", "cnn", "--quick", cwd=elsewhere,
+                     env_path=block_torch(tmp_path / "blocked"))
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert "--part cnn needs PyTorch" in run.stderr
