@@ -63,7 +63,8 @@ def test_quick_mlp_end_to_end_without_torch(grader_layout, tmp_path):
     assert len(progress_lines) == 3 * 2 and "train" in progress_lines[0] and "val" in progress_lines[0]
 
     # --part eval: saved weights, the test split only, one JSON object on the last line
-    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere)
+    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere,
+                     env_path=tmp_path / "blocked")
     assert run.returncode == 0, run.stderr
     last = json.loads(run.stdout.strip().splitlines()[-1])
     assert last["mlp"]["n"] == 300
