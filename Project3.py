@@ -153,6 +153,14 @@ def load_data(data_dir=None, splits=("train", "val")):
     return {s: load_split(folder, s) for s in splits}
 
 
+def load_training_data(args):
+    """The training and validation splits, cut to a few hundred images with --quick."""
+    data = load_data(args.data)
+    if args.quick:
+        data = {s: (x[:QUICK[f"{s}_n"]], y[:QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
+    return data
+
+
 def one_hot(y):
     return np.eye(N_CLASSES, dtype=np.float32)[y]
 
@@ -581,9 +589,7 @@ def run_mlp(args):
     """--part mlp: sections 2.5-2.8 (or the one --section names)."""
     sections = [args.section] if args.section else ["2.5", "2.6", "2.7", "2.8"]
     if any(s in ("2.5", "2.6") for s in sections):
-        data = load_data(args.data)
-        if args.quick:
-            data = {s: (x[:QUICK[f"{s}_n"]], y[:QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
+        data = load_training_data(args)
     weights = Path(args.out) / "weights"
     for section in sections:
         print(f"== section {section} ==", flush=True)
@@ -875,9 +881,7 @@ def run_cnn(args):
     device = pick_device(args.device)
     sections = [args.section] if args.section else ["3.1", "3.3", "3.4"]
     if any(s in ("3.2", "3.3", "3.4") for s in sections):
-        data = load_data(args.data)
-        if args.quick:
-            data = {s: (x[:QUICK[f"{s}_n"]], y[:QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
+        data = load_training_data(args)
     weights = Path(args.out) / "weights"
     for section in sections:
         print(f"== section {section} ({device}) ==", flush=True)
@@ -900,9 +904,7 @@ def run_cnn(args):
 def run_ablation(args):
     """Train each variant of MLP_ABLATION and CNN_ABLATION (slow: run by hand, not by --part all)
     and record its best validation accuracy. The test split is not loaded."""
-    data = load_data(args.data)
-    if args.quick:
-        data = {s: (x[:QUICK[f"{s}_n"]], y[:QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
+    data = load_training_data(args)
     quick = dict(epochs=QUICK["epochs"]) if args.quick else {}
     models = [] if args.which == "cnn" else [
         ("mlp", MLP_ABLATION, MLP_BEST, lambda cfg, tag: train_mlp_best(cfg, data, args.seed, tag))]
