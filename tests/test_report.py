@@ -1,6 +1,7 @@
 """The report: results.tex from results.json, the PDF built from the committed results, and its
 text checked for every section and every accuracy; the submission zip."""
 import json
+import re
 import shutil
 import subprocess
 import zipfile
@@ -51,3 +52,10 @@ def test_zip_holds_exactly_the_script_and_the_report(tmp_path, monkeypatch):
 def test_zip_refuses_an_id_that_is_not_a_plain_identifier(bad_id, capsys):
     assert P.main(["--part", "zip", "--id", bad_id]) == 2
     assert "--id must be a plain identifier" in capsys.readouterr().err
+
+
+def test_report_tex_types_no_accuracy_by_hand():
+    """Accuracies look like 98.10: none may be typed into report.tex; they come from results.tex."""
+    tex = (ROOT / "report.tex").read_text()
+    assert re.findall(r"\b\d{2}\.\d{1,2}\b", tex) == []
+    assert r"\input{figures/results.tex}" in tex
