@@ -457,26 +457,38 @@ def train_mlp(net, train, val, epochs, batch, lr, seed=0, tag="mlp", lr_final=No
 # 2.5 Over-fitting? The specified training on the first 2000 images, then on all 50000.
 # ============================================================================================
 
-def section_2_5(data, out, seed, quick):
-    cfg = dict(MLP_STUDY)
+def overfitting_study(model, cfg, data, out, quick, train, title, **extra):
+    """Sections 2.5 and 3.3: the specified training on the first 2000 training images, then on all
+    of them, with a plot of the accuracy per epoch for each. train(n, epochs, tag) returns the
+    trained network's history and a function that saves it; extra goes into both results."""
     if quick:
-        cfg.update(small_n=200, epochs_small=QUICK["epochs"], epochs_full=QUICK["epochs"])
-    x, y = data["train"]
+        cfg = dict(cfg, small_n=200, epochs_small=QUICK["epochs"], epochs_full=QUICK["epochs"])
+    section = {"mlp": "2.5", "cnn": "3.3"}[model]
     results = {}
-    for key, n, epochs in (("mlp_spec_2000", cfg["small_n"], cfg["epochs_small"]),
-                           ("mlp_spec", len(x), cfg["epochs_full"])):
-        net = MLP(seed=seed)
-        history, _ = train_mlp(net, (x[:n], y[:n]), data["val"], epochs, SPEC["batch"], SPEC["lr"],
-                               seed=seed, tag=f"2.5 n={n}")
-        plot_history(history, f"MLP, SGD lr {SPEC['lr']}, first {n} training images", out, f"{key}_accuracy")
+    for key, n, epochs in ((f"{model}_spec_2000", cfg["small_n"], cfg["epochs_small"]),
+                           (f"{model}_spec", len(data["train"][0]), cfg["epochs_full"])):
+        history, save = train(n, epochs, f"{section} n={n}")
+        plot_history(history, title(n), out, f"{key}_accuracy")
         results[key] = dict(train_n=n, epochs=epochs, batch=SPEC["batch"], lr=SPEC["lr"],
-                            final_train_accuracy=history["train_acc"][-1],
-                            val_accuracy=history["val_acc"][-1], best_val_accuracy=max(history["val_acc"]),
-                            train_seconds=history["train_seconds"], history=history)
-        if key == "mlp_spec":
-            net.save(Path(out) / "weights" / "mlp_spec.npz")
+                            final_train_accuracy=history["train_acc"][-1], val_accuracy=history["val_acc"][-1],
+                            best_val_accuracy=max(history["val_acc"]), train_seconds=history["train_seconds"],
+                            history=history, **extra)
+        if key == f"{model}_spec":  # the network of the specified training on all the images
+            save(Path(out) / "weights")
     update_results(out, **results)
     return results
+
+
+def section_2_5(data, out, seed, quick):
+    x, y = data["train"]
+
+    def train(n, epochs, tag):
+        net = MLP(seed=seed)
+        history, _ = train_mlp(net, (x[:n], y[:n]), data["val"], epochs, SPEC["batch"], SPEC["lr"], seed=seed, tag=tag)
+        return history, lambda folder: net.save(folder / "mlp_spec.npz")
+
+    return overfitting_study("mlp", MLP_STUDY, data, out, quick, train,
+                             title=lambda n: f"MLP, SGD lr {SPEC['lr']}, first {n} training images")
 
 
 # ============================================================================================
@@ -548,14 +560,20 @@ def section_2_6(data, out, seed, quick):
 # 2.7 Where does it make mistakes? and 2.8 The rows of W1 as templates.
 # ============================================================================================
 
+def confusion_section(model, predict, test, out, title):
+    """Sections 2.7 and 3.4: the confusion matrix of a saved network on the test split, as a
+    figure and in results.json with the per-digit accuracy and the most frequent mistakes."""
+    x, y = test
+    C = confusion_matrix(y, predict(x))
+    plot_confusion(C, title, out, f"{model}_confusion")
+    summary = confusion_summary(C)
+    update_results(out, **{f"{model}_confusion": summary})
+    return summary
+
+
 def section_2_7(data, out):
     net = MLP.load(Path(out) / "weights" / "mlp.npz")
-    x, y = data["test"]
-    C = confusion_matrix(y, net.predict(x))
-    plot_confusion(C, "MLP (2.6) on the test set", out, "mlp_confusion")
-    summary = confusion_summary(C)
-    update_results(out, mlp_confusion=summary)
-    return summary
+    return confusion_section("mlp", net.predict, data["test"], out, "MLP (2.6) on the test set")
 
 
 def section_2_8(out):
@@ -695,6 +713,14 @@ def cnn_table_tex(rows, total):
     return "\n".join(lines).replace(",", "{,}") + "\n"
 
 
+def new_convnet(seed):
+    """A template ConvNet whose initial weights come from torch's generator seeded with seed."""
+    import torch
+
+    torch.manual_seed(seed)
+    return __getattr__("ConvNet")()
+
+
 def section_3_1(out):
     rows, total = describe_cnn(__getattr__("ConvNet")())
     atomic_write(Path(out) / "figures" / "cnn_table.tex", lambda p: p.write_text(cnn_table_tex(rows, total)))
@@ -802,8 +828,7 @@ OPTIMISERS = dict(sgd_momentum=(sgd_momentum, "SGD with momentum 0.9"), adam=(ad
 
 def train_cnn_spec(data, n, epochs, optimiser, seed, device, tag):
     """Sections 3.2-3.3: the template CNN on the first n training images, batch 256, lr 0.001."""
-    torch_seed(seed)
-    net = __getattr__("ConvNet")()
+    net = new_convnet(seed)
     x, y = data["train"]
     history, _ = train_cnn(net, (x[:n], y[:n]), data["val"], epochs, SPEC["batch"], OPTIMISERS[optimiser][0], device,
                            seed=seed, tag=tag)
@@ -811,29 +836,16 @@ def train_cnn_spec(data, n, epochs, optimiser, seed, device, tag):
 
 
 def section_3_3(data, out, seed, quick, device):
-    cfg = dict(CNN_STUDY)
-    if quick:
-        cfg.update(small_n=200, epochs_small=QUICK["epochs"], epochs_full=QUICK["epochs"])
-    name = OPTIMISERS[cfg["optimiser"]][1]
-    results = {}
-    for key, n, epochs in (("cnn_spec_2000", cfg["small_n"], cfg["epochs_small"]),
-                           ("cnn_spec", len(data["train"][0]), cfg["epochs_full"])):
-        net, history = train_cnn_spec(data, n, epochs, cfg["optimiser"], seed, device, f"3.3 n={n}")
-        plot_history(history, f"CNN, {name} lr {SPEC['lr']}, first {n} training images", out, f"{key}_accuracy")
-        results[key] = dict(train_n=n, epochs=epochs, batch=SPEC["batch"], lr=SPEC["lr"], optimiser=name,
-                            final_train_accuracy=history["train_acc"][-1], val_accuracy=history["val_acc"][-1],
-                            best_val_accuracy=max(history["val_acc"]), train_seconds=history["train_seconds"],
-                            device=device, history=history)
-        if key == "cnn_spec":
-            save_cnn(net.state_dict(), Path(out) / "weights" / "cnn_spec.pt")
-    update_results(out, **results)
-    return results
+    optimiser = CNN_STUDY["optimiser"]
+    name = OPTIMISERS[optimiser][1]
 
+    def train(n, epochs, tag):
+        net, history = train_cnn_spec(data, n, epochs, optimiser, seed, device, tag)
+        return history, lambda folder: save_cnn(net.state_dict(), folder / "cnn_spec.pt")
 
-def torch_seed(seed):
-    import torch
-
-    torch.manual_seed(seed)  # the weight initialisation of the next ConvNet()
+    return overfitting_study("cnn", CNN_STUDY, data, out, quick, train,
+                             title=lambda n: f"CNN, {name} lr {SPEC['lr']}, first {n} training images",
+                             optimiser=name, device=device)
 
 
 # ============================================================================================
@@ -844,8 +856,7 @@ def train_cnn_best(cfg, data, seed, device, tag):
     """The 3.4 recipe: the template's layers, AdamW, one-cycle schedule, label smoothing, augmentation."""
     import torch
 
-    torch_seed(seed)
-    net = __getattr__("ConvNet")()
+    net = new_convnet(seed)
     aug = cfg["augment"]
     history, best = train_cnn(
         net, data["train"], data["val"], cfg["epochs"], cfg["batch"],
@@ -868,12 +879,8 @@ def section_3_4(data, out, seed, quick, device):
 
 def section_cnn_confusion(data, out, device):
     net = load_cnn(Path(out) / "weights" / "cnn.pt", device)
-    x, y = data["test"]
-    C = confusion_matrix(y, cnn_predict(net, x, device))
-    plot_confusion(C, "CNN (3.4) on the test set", out, "cnn_confusion")
-    summary = confusion_summary(C)
-    update_results(out, cnn_confusion=summary)
-    return summary
+    return confusion_section("cnn", lambda x: cnn_predict(net, x, device), data["test"], out,
+                             "CNN (3.4) on the test set")
 
 
 def run_cnn(args):

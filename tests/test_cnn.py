@@ -52,8 +52,7 @@ def test_train_cnn_is_repeatable_on_the_cpu():
     y = rng.integers(0, 10, 300)
     states = []
     for _ in range(2):
-        P.torch_seed(0)
-        net = P.ConvNet()
+        net = P.new_convnet(0)
         P.train_cnn(net, (x, y), (x[:50], y[:50]), epochs=1, batch=64, make_optimizer=P.sgd_momentum, device="cpu")
         states.append(net.state_dict())
     for k in states[0]:
