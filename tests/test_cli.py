@@ -2,6 +2,7 @@
 for training."""
 import ast
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,10 +24,7 @@ def block_torch(folder):
 
 
 def run_script(script, *args, cwd, env_path=None):
-    env = None
-    if env_path is not None:
-        import os
-        env = dict(os.environ, PYTHONPATH=str(env_path))
+    env = None if env_path is None else dict(os.environ, PYTHONPATH=str(env_path))
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
 

@@ -1,6 +1,8 @@
 """The template CNN of Part 2: shapes, parameter count, a training step, save/load, the command line."""
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -75,8 +77,6 @@ def test_quick_cnn_end_to_end_and_eval_with_both_models(tmp_path):
     folder.mkdir()
     shutil.copy(SCRIPT, folder / "Project3.py")
     data = make_small_data(folder / "Project3_data", n_train=600, n_val=300, n_test=300)
-    import subprocess
-    import sys
     for part in ("mlp", "cnn"):
         run = subprocess.run([sys.executable, str(folder / "Project3.py"), "--part", part, "--quick"],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)

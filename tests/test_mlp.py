@@ -192,7 +192,8 @@ def test_specified_training_learns_real_digits():
     xv, yv = P.load_split(P.HERE / "Project3_data", "val")
     net = P.MLP(seed=0)
     history, best = P.train_mlp(net, (x[:2000], y[:2000]), (xv[:1000], yv[:1000]), epochs=5, batch=256, lr=0.001)
-    assert history["val_acc"][-1] > 0.6 > history["val_acc"][0] - 0.3  # far above chance (0.1)
+    assert history["val_acc"][-1] > 0.6  # far above chance (0.1) after 40 steps
+    assert history["val_acc"][-1] > history["val_acc"][0]
     assert best["val_acc"] == max(history["val_acc"])
 
 
