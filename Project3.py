@@ -664,7 +664,8 @@ def _torch_convnet():
 def __getattr__(name):
     """`Project3.ConvNet` builds the class (and imports torch) only when somebody asks for it."""
     if name == "ConvNet":
-        globals()["ConvNet"] = _torch_convnet()
+        if "ConvNet" not in globals():  # built once: every caller gets the same class
+            globals()["ConvNet"] = _torch_convnet()
         return globals()["ConvNet"]
     raise AttributeError(f"module 'Project3' has no attribute {name!r}")
 

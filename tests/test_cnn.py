@@ -22,6 +22,16 @@ def test_parameter_count_is_the_templates():
     assert sum(p.numel() for p in P.ConvNet().parameters()) == 44426
 
 
+def test_every_network_built_is_of_the_one_convnet_class(tmp_path):
+    # A class rebuilt on every call would make isinstance checks, and any change made to
+    # Project3.ConvNet, silently miss the networks that training and loading create.
+    ConvNet = P.ConvNet
+    net = P.new_convnet(0)
+    P.save_cnn(net.state_dict(), tmp_path / "cnn.pt")
+    back = P.load_cnn(tmp_path / "cnn.pt")
+    assert type(net) is ConvNet and type(back) is ConvNet and P.ConvNet is ConvNet
+
+
 def test_description_table_comes_from_the_module():
     rows, total = P.describe_cnn(P.ConvNet())
     assert total == 44426
