@@ -934,7 +934,7 @@ def run_ablation(args):
     for model, variants, base, train in models:
         rows = []
         for name, change in variants:
-            cfg = dict(base, **change, **quick)
+            cfg = {**base, **change, **quick}  # --quick's epochs win over a row's own
             history, best = train(cfg, f"ablation {model}: {name}")
             rows.append(dict(variant=name, val_accuracy=best["val_acc"], best_epoch=best["epoch"],
                              epochs=cfg["epochs"], train_seconds=history["train_seconds"],

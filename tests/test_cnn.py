@@ -112,3 +112,17 @@ def test_cuda_asked_for_without_a_gpu_is_a_clear_error(capsys):
         pytest.skip("this machine has CUDA")
     assert P.main(["--part", "cnn", "--quick", "--section", "3.1", "--device", "cuda"]) == 2
     assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_quick_ablation_records_every_row_on_validation_only(tmp_path):
+    # A row that sets its own epochs must not clash with --quick's; the test split is never read.
+    data = make_small_data(tmp_path / "data", n_train=300, n_val=100, test=(np.full((5, 7), np.nan), np.zeros(5)))
+    run = subprocess.run([sys.executable, str(SCRIPT), "--part", "ablation", "--quick", "--data", str(data),
+                          "--out", str(tmp_path / "out"), "--device", "cpu"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    results = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())
+    for key, variants in (("mlp_ablation", P.MLP_ABLATION), ("cnn_ablation", P.CNN_ABLATION),
+                          ("cnn_optimisers", P.CNN_OPTIMISERS)):
+        assert len(results[key]) == len(variants)
+        assert all(row["epochs"] == P.QUICK["epochs"] and 0 <= row["val_accuracy"] <= 1 for row in results[key])
