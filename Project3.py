@@ -532,14 +532,17 @@ def augment_affine(images, rng, rotate_deg, scale, shear, shift):
     return (top + wy * (bl + wx * (br - bl) - top)).astype(np.float32)
 
 
+def affine_augmenter(augment):
+    """The batch distortion a recipe's augment settings ask for (None: train on the images as they are)."""
+    return None if augment is None else lambda images, rng: augment_affine(images, rng, **augment)
+
+
 def train_mlp_best(cfg, data, seed, tag):
     """The 2.6 recipe: Adam with weight decay, cosine learning-rate decay, affine augmentation."""
-    aug = cfg["augment"]
     net = AdamMLP(weight_decay=cfg["weight_decay"], seed=seed)
-    history, best = train_mlp(net, data["train"], data["val"], cfg["epochs"], cfg["batch"], cfg["lr"], seed=seed,
-                              tag=tag, lr_final=cfg["lr_final"], label_smoothing=cfg["label_smoothing"],
-                              augment=None if aug is None else lambda im, rng: augment_affine(im, rng, **aug))
-    return history, best
+    return train_mlp(net, data["train"], data["val"], cfg["epochs"], cfg["batch"], cfg["lr"], seed=seed, tag=tag,
+                     lr_final=cfg["lr_final"], label_smoothing=cfg["label_smoothing"],
+                     augment=affine_augmenter(cfg["augment"]))
 
 
 def section_2_6(data, out, seed, quick):
@@ -661,12 +664,17 @@ def _torch_convnet():
     return ConvNet
 
 
+def convnet_class():
+    """The ConvNet class, built (and torch imported) on first use, then the same class every time."""
+    if "ConvNet" not in globals():
+        globals()["ConvNet"] = _torch_convnet()
+    return globals()["ConvNet"]
+
+
 def __getattr__(name):
-    """`Project3.ConvNet` builds the class (and imports torch) only when somebody asks for it."""
+    """`Project3.ConvNet` builds the class only when somebody asks for it (Part 1 never does)."""
     if name == "ConvNet":
-        if "ConvNet" not in globals():  # built once: every caller gets the same class
-            globals()["ConvNet"] = _torch_convnet()
-        return globals()["ConvNet"]
+        return convnet_class()
     raise AttributeError(f"module 'Project3' has no attribute {name!r}")
 
 
@@ -674,25 +682,20 @@ def describe_cnn(net):
     """Section 3.1 from the module itself: one row per layer with its settings, the shape going
     in and out (traced with one image) and its parameter count."""
     import torch
+    from torch import nn
 
-    rows, shape = [], (1, 1, 28, 28)
-    x = torch.zeros(shape)
-    layers = [("conv1", net.conv1), ("relu", None), ("pool", net.pool), ("conv2", net.conv2), ("relu", None),
-              ("pool", net.pool), ("flatten", None), ("fc1", net.fc1), ("relu", None), ("fc2", net.fc2),
-              ("relu", None), ("fc3", net.fc3)]
+    relu = nn.ReLU()  # forward()'s F.relu and torch.flatten, as modules, so every step is traced alike
+    layers = [("conv1", net.conv1), ("relu", relu), ("pool", net.pool), ("conv2", net.conv2), ("relu", relu),
+              ("pool", net.pool), ("flatten", nn.Flatten()), ("fc1", net.fc1), ("relu", relu), ("fc2", net.fc2),
+              ("relu", relu), ("fc3", net.fc3)]
+    rows, x = [], torch.zeros(1, 1, 28, 28)
     for name, layer in layers:
-        before = tuple(x.shape[1:])
-        if name == "relu":
-            x = torch.relu(x)
-        elif name == "flatten":
-            x = torch.flatten(x, 1)
-        else:
-            x = layer(x)
-        kind = {"relu": "ReLU", "flatten": "Flatten"}.get(name, type(layer).__name__ if layer is not None else "")
-        row = dict(layer=name, type=kind, input=list(before), output=list(x.shape[1:]), kernel="", stride="",
-                   padding="", params=0 if layer is None or name == "pool" else sum(p.numel() for p in layer.parameters()))
-        if kind in ("Conv2d", "MaxPool2d"):
-            pair = lambda v: v if isinstance(v, int) else v[0]  # noqa: E731  (square kernels here)
+        before = list(x.shape[1:])
+        x = layer(x)
+        row = dict(layer=name, type=type(layer).__name__, input=before, output=list(x.shape[1:]), kernel="",
+                   stride="", padding="", params=sum(p.numel() for p in layer.parameters()))
+        if hasattr(layer, "kernel_size"):  # Conv2d and MaxPool2d; square kernels here
+            pair = lambda v: v if isinstance(v, int) else v[0]  # noqa: E731
             row.update(kernel=f"{pair(layer.kernel_size)}x{pair(layer.kernel_size)}", stride=pair(layer.stride),
                        padding=pair(layer.padding))
         rows.append(row)
@@ -719,11 +722,11 @@ def new_convnet(seed):
     import torch
 
     torch.manual_seed(seed)
-    return __getattr__("ConvNet")()
+    return convnet_class()()
 
 
 def section_3_1(out):
-    rows, total = describe_cnn(__getattr__("ConvNet")())
+    rows, total = describe_cnn(convnet_class()())
     atomic_write(Path(out) / "figures" / "cnn_table.tex", lambda p: p.write_text(cnn_table_tex(rows, total)))
     update_results(out, cnn_architecture=dict(layers=rows, total_params=total))
     return rows, total
@@ -801,7 +804,7 @@ def load_cnn(path, device="cpu"):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no saved CNN weights (run `python Project3.py --part cnn` first).")
-    net = __getattr__("ConvNet")()
+    net = convnet_class()()
     net.load_state_dict(torch.load(path, map_location=device, weights_only=True))
     return net.to(device)
 
@@ -857,14 +860,11 @@ def train_cnn_best(cfg, data, seed, device, tag):
     """The 3.4 recipe: the template's layers, AdamW, one-cycle schedule, label smoothing, augmentation."""
     import torch
 
-    net = new_convnet(seed)
-    aug = cfg["augment"]
-    history, best = train_cnn(
-        net, data["train"], data["val"], cfg["epochs"], cfg["batch"],
+    return train_cnn(
+        new_convnet(seed), data["train"], data["val"], cfg["epochs"], cfg["batch"],
         lambda p: torch.optim.AdamW(p, lr=cfg["lr"], weight_decay=cfg["weight_decay"]), device, seed=seed,
-        tag=tag, augment=None if aug is None else lambda im, rng: augment_affine(im, rng, **aug),
-        label_smoothing=cfg["label_smoothing"], one_cycle_lr=cfg["lr"])
-    return history, best
+        tag=tag, augment=affine_augmenter(cfg["augment"]), label_smoothing=cfg["label_smoothing"],
+        one_cycle_lr=cfg["lr"])
 
 
 def section_3_4(data, out, seed, quick, device):
@@ -909,36 +909,36 @@ def run_cnn(args):
 # Ablation (2.6 and 3.4): what each training method adds, measured on validation only.
 # ============================================================================================
 
+def ablation_row(variant, history, device):
+    """One row of an ablation table: the best validation accuracy of a run and its epoch."""
+    val = history["val_acc"]
+    return dict(variant=variant, val_accuracy=max(val), best_epoch=int(np.argmax(val)) + 1, epochs=len(val),
+                train_seconds=history["train_seconds"], device=device)
+
+
 def run_ablation(args):
     """Train each variant of MLP_ABLATION and CNN_ABLATION (slow: run by hand, not by --part all)
     and record its best validation accuracy. The test split is not loaded."""
     data = load_training_data(args)
     quick = dict(epochs=QUICK["epochs"]) if args.quick else {}
-    models = [] if args.which == "cnn" else [
-        ("mlp", MLP_ABLATION, MLP_BEST, lambda cfg, tag: train_mlp_best(cfg, data, args.seed, tag))]
+    models = []
+    if args.which != "cnn":
+        models.append(("mlp", MLP_ABLATION, MLP_BEST, "cpu",
+                       lambda cfg, tag: train_mlp_best(cfg, data, args.seed, tag)))
     if args.which != "mlp":
         device = pick_device(args.device)
-        models.append(("cnn", CNN_ABLATION, CNN_BEST,
+        models.append(("cnn", CNN_ABLATION, CNN_BEST, device,
                        lambda cfg, tag: train_cnn_best(cfg, data, args.seed, device, tag)))
-    if args.which != "mlp":  # 3.2: which reading of "lr 0.001" trains the template better?
-        rows = []
-        for optimiser in CNN_OPTIMISERS:
-            epochs = QUICK["epochs"] if args.quick else CNN_STUDY["epochs_full"]
-            _, history = train_cnn_spec(data, len(data["train"][0]), epochs, optimiser, args.seed, device,
-                                        f"ablation cnn: {optimiser}")
-            rows.append(dict(variant=f"{OPTIMISERS[optimiser][1]}, lr {SPEC['lr']}, batch {SPEC['batch']}",
-                             val_accuracy=max(history["val_acc"]),
-                             best_epoch=int(np.argmax(history["val_acc"])) + 1, epochs=epochs,
-                             train_seconds=history["train_seconds"], device=device))
+        # 3.2: which reading of "lr 0.001" trains the template better?
+        epochs = quick.get("epochs", CNN_STUDY["epochs_full"])
+        rows = [ablation_row(f"{OPTIMISERS[optimiser][1]}, lr {SPEC['lr']}, batch {SPEC['batch']}",
+                             train_cnn_spec(data, len(data["train"][0]), epochs, optimiser, args.seed, device,
+                                            f"ablation cnn: {optimiser}")[1], device)
+                for optimiser in CNN_OPTIMISERS]
         update_results(args.out, cnn_optimisers=rows)
-    for model, variants, base, train in models:
-        rows = []
-        for name, change in variants:
-            cfg = {**base, **change, **quick}  # --quick's epochs win over a row's own
-            history, best = train(cfg, f"ablation {model}: {name}")
-            rows.append(dict(variant=name, val_accuracy=best["val_acc"], best_epoch=best["epoch"],
-                             epochs=cfg["epochs"], train_seconds=history["train_seconds"],
-                             device=device if model == "cnn" else "cpu"))
+    for model, variants, base, where, train in models:
+        rows = [ablation_row(name, train({**base, **change, **quick}, f"ablation {model}: {name}")[0], where)
+                for name, change in variants]  # --quick's epochs win over a row's own
         update_results(args.out, **{f"{model}_ablation": rows})
 
 
@@ -1005,16 +1005,16 @@ def run_eval(args):
     weights = Path(args.out) / "weights"
     report = {"mlp": dict(accuracy=round(float((MLP.load(weights / "mlp.npz").predict(x) == y).mean()), 4),
                           n=len(y))}
-    if (weights / "cnn.pt").is_file():  # Part 2's network, when it has been trained
+    cnn = weights / "cnn.pt"
+    if cnn.is_file():  # Part 2's network, when it has been trained
         try:
-            import torch  # noqa: F401  (the MLP's evaluation never needs it)
-        except ModuleNotFoundError:
-            print(f"note: {weights / 'cnn.pt'} not evaluated: PyTorch is not installed.", file=sys.stderr)
-            print(json.dumps(report))
-            return
-        device = pick_device(args.device)
-        predicted = cnn_predict(load_cnn(weights / "cnn.pt", device), x, device)
-        report["cnn"] = dict(accuracy=round(float((predicted == y).mean()), 4), n=len(y))
+            device = pick_device(args.device)  # the first import of torch: the MLP's evaluation never needs it
+            predicted = cnn_predict(load_cnn(cnn, device), x, device)
+            report["cnn"] = dict(accuracy=round(float((predicted == y).mean()), 4), n=len(y))
+        except ModuleNotFoundError as err:
+            if err.name != "torch":
+                raise
+            print(f"note: {cnn} not evaluated: PyTorch is not installed.", file=sys.stderr)
     print(json.dumps(report))
 
 
@@ -1033,6 +1033,14 @@ def tex_number(value):
         return text
     mantissa, exponent = text.split("e")
     return f"${mantissa}\\times10^{{{int(exponent)}}}$"
+
+
+def device_words(devices):
+    """Where runs ran, for the report's sentences: "the CPU", "a CUDA GPU" or "CPU and GPU"."""
+    devices = set(devices)
+    if len(devices) > 1:
+        return "CPU and GPU"
+    return "the CPU" if devices == {"cpu"} else "a CUDA GPU"
 
 
 def results_tex(results):
@@ -1063,7 +1071,7 @@ def results_tex(results):
             if not isinstance(value, dict):  # \MlpBestCfgLr, \MlpBestCfgRotatedeg, ...
                 macros[f"{prefix}Cfg{name.replace('_', '').capitalize()}"] = tex_number(value)
         if "device" in r:
-            macros[f"{prefix}Device"] = "the CPU" if r["device"] == "cpu" else "a CUDA GPU"
+            macros[f"{prefix}Device"] = device_words([r["device"]])
         seconds = r["train_seconds"] / r["epochs"]
         macros[f"{prefix}SecondsPerEpoch"] = f"{seconds:.2f}" if seconds < 10 else f"{seconds:.1f}"
 
@@ -1089,9 +1097,7 @@ def results_tex(results):
                       BenchRatio=f"{b['ratio']:.2f}", BenchTorchVersion=b["torch_version"])
     for prefix, key in (("CnnAblation", "cnn_ablation"), ("CnnOptimisers", "cnn_optimisers")):
         if key in results:
-            devices = {row.get("device", "cpu") for row in results[key]}
-            macros[f"{prefix}Device"] = "a CUDA GPU" if devices == {"cuda"} else "the CPU" if devices == {"cpu"} \
-                else "CPU and GPU"
+            macros[f"{prefix}Device"] = device_words(row.get("device", "cpu") for row in results[key])
     if "cnn_architecture" in results:
         macros["CnnParams"] = f"{results['cnn_architecture']['total_params']:,}".replace(",", "{,}")
     lines = ["% Generated by `python Project3.py --part report` from results.json: do not edit."]

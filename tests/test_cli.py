@@ -68,6 +68,14 @@ def test_quick_mlp_end_to_end_without_torch(grader_layout, tmp_path):
     assert last["mlp"]["n"] == 300
     assert last["mlp"]["accuracy"] == pytest.approx(results["mlp_best"]["test_accuracy"], abs=1e-4)
 
+    # a trained CNN beside it is skipped with a note when torch is missing, not an error
+    shutil.copy(P.HERE / "weights" / "cnn.pt", out / "weights" / "cnn.pt")
+    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere,
+                     env_path=tmp_path / "blocked")
+    assert run.returncode == 0, run.stderr
+    assert set(json.loads(run.stdout.strip().splitlines()[-1])) == {"mlp"}
+    assert "not evaluated: PyTorch is not installed" in run.stderr
+
 
 def test_training_never_reads_the_test_split(tmp_path):
     """The same run with the test split replaced by random garbage saves identical weights."""
