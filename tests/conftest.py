@@ -1,5 +1,9 @@
-"""Shared helpers: import Project3.py from the repository root and make small data folders."""
+"""Shared helpers: Project3.py imported from the repository root, small data folders, a grader's layout
+(the script alone beside its data), and running the script as a grader would."""
 import importlib.util
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,15 +15,15 @@ SCRIPT = ROOT / "Project3.py"
 REAL_DATA = ROOT / "Project3_data"
 
 
-def _import_project():
-    spec = importlib.util.spec_from_file_location("Project3", SCRIPT)
+def import_path(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["Project3"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-P = _import_project()
+P = import_path("Project3", SCRIPT)
 
 
 def write_split(folder, split, images, labels):
@@ -28,23 +32,53 @@ def write_split(folder, split, images, labels):
     np.save(folder / f"MNIST_{split}_labels.npy", labels)
 
 
-def make_small_data(folder, n_train=400, n_val=200, n_test=200, test=None):
-    """A small copy of the real MNIST (uint8) in the assignment's layout.
-
-    test: replaces the test split with these (images, labels) when given."""
-    sizes = dict(train=n_train, val=n_val, test=n_test)
-    for split, n in sizes.items():
+def make_small_data(folder, n_train=600, n_val=300, n_test=300, test=None, as_float=False):
+    """A small copy of the real MNIST in the assignment's layout: uint8, or float32 in [0, 1] with
+    as_float. test: replaces the test split with these (images, labels) when given."""
+    for split, n in dict(train=n_train, val=n_val, test=n_test).items():
         images = np.load(REAL_DATA / f"MNIST_{split}_images.npy", mmap_mode="r")[:n]
         labels = np.load(REAL_DATA / f"MNIST_{split}_labels.npy")[:n]
+        images = images.astype(np.float32) / 255 if as_float else np.ascontiguousarray(images)
         if split == "test" and test is not None:
             images, labels = test
-        write_split(folder, split, np.ascontiguousarray(images), labels)
+        write_split(folder, split, images, labels)
     return folder
 
 
+def block_torch(folder):
+    """A folder which, first on PYTHONPATH, makes `import torch` fail as on a machine without torch."""
+    (folder / "torch").mkdir(parents=True, exist_ok=True)
+    (folder / "torch" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch' (blocked by the test)\", name='torch')\n")
+    return folder
+
+
+def run_script(script, *args, cwd, blocked=None, timeout=300):
+    env = dict(os.environ, **({"PYTHONPATH": str(blocked)} if blocked else {}))
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def grader_folder(base):
+    """Project3.py alone beside Project3_Data (the other spelling) holding float32 images in [0, 1]."""
+    folder = base / "submission"
+    folder.mkdir(parents=True)
+    shutil.copy(SCRIPT, folder / "Project3.py")
+    make_small_data(folder / "Project3_Data", as_float=True)
+    (base / "elsewhere").mkdir()
+    return folder, base / "elsewhere"
+
+
 @pytest.fixture(scope="session")
-def project():
-    return P
+def quick_run(tmp_path_factory):
+    """The grader's quick run with torch, once per session: `python Project3.py --quick` in a grader's
+    layout, started from another folder. Returns (folder, completed process)."""
+    if P.torch is None:
+        pytest.skip("needs torch")
+    folder, elsewhere = grader_folder(tmp_path_factory.mktemp("quick"))
+    run = run_script(folder / "Project3.py", "--quick", cwd=elsewhere)
+    assert run.returncode == 0, run.stderr
+    return folder, run
 
 
 @pytest.fixture()

@@ -1,127 +1,229 @@
-"""End to end: the command line as a grader runs it, the import rule, the test split never read
-for training."""
+"""The command line as a grader uses it, and what it guarantees: the grader's run, sections on their
+own, the import rule, clear errors for bad options and damaged files, nothing half-written."""
 import ast
 import json
-import os
 import shutil
+import signal
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from conftest import P, SCRIPT, make_small_data
+from conftest import P, SCRIPT, block_torch, grader_folder, make_small_data, run_script
 
-ALLOWED_TOP_LEVEL = {"numpy", "matplotlib", "time"}
-
-
-def block_torch(folder):
-    """A folder which, first on PYTHONPATH, makes `import torch` fail as on a machine without it."""
-    (folder / "torch").mkdir(parents=True)
-    (folder / "torch" / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'torch' (blocked by the test)\", name='torch')\n")
-    return folder
+ALLOWED = {"numpy", "matplotlib", "time", "torch", "argparse", "json", "pathlib", "sys"}
+FIGURES = ("mlp_study", "mlp_best_training", "mlp_confusion", "mlp_mistakes", "mlp_templates")
 
 
-def run_script(script, *args, cwd, env_path=None):
-    env = None if env_path is None else dict(os.environ, PYTHONPATH=str(env_path))
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+def summary_lines(stdout):
+    return [line for line in stdout.splitlines() if "test accuracy" in line]
 
 
-@pytest.fixture()
-def grader_layout(tmp_path):
-    """The script beside a small Project3_Data (the other spelling), run from elsewhere."""
-    folder = tmp_path / "submission"
-    folder.mkdir()
-    shutil.copy(SCRIPT, folder / "Project3.py")
-    make_small_data(folder / "Project3_Data", n_train=600, n_val=300, n_test=300)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    return folder, elsewhere
+def test_project3_imports_only_what_the_assignment_allows():
+    tree = ast.parse(SCRIPT.read_text())
+    imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert imported == ALLOWED
+    guarded = [node for node in tree.body if isinstance(node, ast.Try)]  # torch: at the top, inside a guard
+    assert any(isinstance(n, ast.Import) and n.names[0].name == "torch" for t in guarded for n in t.body)
+    assert len(SCRIPT.read_text().splitlines()) <= 700
 
 
-def test_quick_mlp_end_to_end_without_torch(grader_layout, tmp_path):
-    folder, elsewhere = grader_layout
-    run = run_script(folder / "Project3.py", "--part", "mlp", "--quick", cwd=elsewhere,
-                     env_path=block_torch(tmp_path / "blocked"))
+def test_the_graders_run_without_torch_does_part_1_and_says_part_2_needs_torch(tmp_path):
+    folder, elsewhere = grader_folder(tmp_path)
+    blocked = block_torch(tmp_path / "blocked")
+    run = run_script(folder / "Project3.py", "--quick", cwd=elsewhere, blocked=blocked)
     assert run.returncode == 0, run.stderr
     out = folder / "quick"
-    for name in ("mlp_spec_2000_accuracy", "mlp_spec_accuracy", "mlp_best_accuracy", "mlp_confusion",
-                 "mlp_templates"):
-        assert (out / "figures" / f"{name}.pdf").stat().st_size > 1000
-        assert (out / "figures" / f"{name}.png").stat().st_size > 1000
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.pdf").stat().st_size > 1000 and (out / "figures" / f"{name}.png").is_file()
     results = json.loads((out / "figures" / "results.json").read_text())
-    for key in ("mlp_spec", "mlp_best"):
-        assert {"test_accuracy", "val_accuracy", "epochs", "train_seconds"} <= results[key].keys()
-        assert 0 <= results[key]["test_accuracy"] <= 1
-    C = np.array(results["mlp_confusion"]["matrix"])
-    assert C.shape == (10, 10) and C.sum() == 300
-    progress_lines = [l for l in run.stdout.splitlines() if "epoch" in l and "ETA" in l]
-    assert len(progress_lines) == 3 * 2 and "train" in progress_lines[0] and "val" in progress_lines[0]
+    assert results["mlp_best"]["test_n"] == 300 and np.array(results["mlp_confusion"]["matrix"]).sum() == 300
+    assert set(results["seconds"]) == {"2.5", "2.6", "2.7", "2.8"}
+    lines = summary_lines(run.stdout)
+    assert len(lines) == 2 and "extra credit" in lines[1]
+    assert "Part 2 (sections 3.1-3.4) was skipped: it needs PyTorch" in run.stdout
 
-    # --part eval: saved weights, the test split only, one JSON object on the last line
-    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere,
-                     env_path=tmp_path / "blocked")
+    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere, blocked=blocked)
     assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {
+        "mlp": dict(accuracy=round(results["mlp_best"]["test_accuracy"], 4), n=300)}
+
+    if P.torch is not None:  # a saved CNN beside it, but no torch to run it
+        P.save_cnn(P.ConvNet(), out / "weights" / "cnn.pt")
+        run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere, blocked=blocked)
+        assert run.returncode == 0 and "not evaluated: PyTorch is not installed" in run.stderr
+    run = run_script(folder / "Project3.py", "--part", "cnn", "--quick", cwd=elsewhere, blocked=blocked)
+    assert run.returncode == 2 and "Traceback" not in run.stderr and "--part cnn needs PyTorch" in run.stderr
+
+
+def test_the_graders_quick_run_does_every_section_and_ends_with_the_summary(quick_run):
+    folder, run = quick_run
+    out = folder / "quick"
+    for name in FIGURES + ("cnn_study", "cnn_best_training", "cnn_confusion", "cnn_mistakes"):
+        assert (out / "figures" / f"{name}.pdf").is_file() and (out / "figures" / f"{name}.png").is_file()
+    assert sorted(p.name for p in (out / "weights").iterdir()) == ["cnn.pt", "cnn_spec.pt", "mlp.npz", "mlp_spec.npz"]
+    results = json.loads((out / "figures" / "results.json").read_text())
+    assert set(results["seconds"]) == {"2.5", "2.6", "2.7", "2.8", "3.1", "3.3", "3.4"}
+    assert results["cnn_architecture"]["total_params"] == 44426
+    lines = summary_lines(run.stdout)
+    assert len(lines) == 4 and sum("extra credit" in line for line in lines) == 2
+    assert f"{100 * results['cnn_best']['test_accuracy']:.2f} %" in lines[3]
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*lock"))
+
+    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=folder)
     last = json.loads(run.stdout.strip().splitlines()[-1])
-    assert last["mlp"]["n"] == 300
-    assert last["mlp"]["accuracy"] == pytest.approx(results["mlp_best"]["test_accuracy"], abs=1e-4)
+    assert last["cnn"] == dict(accuracy=round(results["cnn_best"]["test_accuracy"], 4), n=300)
 
-    # a trained CNN beside it is skipped with a note when torch is missing, not an error
-    shutil.copy(P.HERE / "weights" / "cnn.pt", out / "weights" / "cnn.pt")
-    run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=elsewhere,
-                     env_path=tmp_path / "blocked")
-    assert run.returncode == 0, run.stderr
-    assert set(json.loads(run.stdout.strip().splitlines()[-1])) == {"mlp"}
-    assert "not evaluated: PyTorch is not installed" in run.stderr
+
+@pytest.mark.parametrize("section", ["2.5", "2.6", "3.3", "3.4"])
+def test_a_training_section_runs_on_its_own_in_a_fresh_folder(tmp_path, section):
+    if section[0] == "3":
+        pytest.importorskip("torch")
+    data = make_small_data(tmp_path / "data")
+    assert P.main(["--section", section, "--quick", "--data", str(data), "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())
+    key = {"2.5": "mlp_spec", "2.6": "mlp_best", "3.3": "cnn_spec", "3.4": "cnn_best"}[section]
+    assert 0 <= results[key]["test_accuracy"] <= 1 and list(results["seconds"]) == [section]
+
+
+def test_a_section_that_needs_saved_weights_names_them(tmp_path, capsys):
+    data = make_small_data(tmp_path / "data")
+    assert P.main(["--section", "2.7", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "mlp.npz: no readable MLP weights" in err and "--part mlp" in err
 
 
 def test_training_never_reads_the_test_split(tmp_path):
-    """The same run with the test split replaced by random garbage saves identical weights."""
+    """The same run with the test split replaced by random digits saves identical weights."""
     rng = np.random.default_rng(0)
     garbage = (rng.integers(0, 256, (300, 784)).astype(np.uint8), rng.integers(0, 10, 300))
     weights = {}
     for name, test in (("real", None), ("garbage", garbage)):
-        data = make_small_data(tmp_path / name / "data", n_train=600, n_val=300, n_test=300, test=test)
+        data = make_small_data(tmp_path / name / "data", test=test)
         out = tmp_path / name / "out"
-        for section in ("2.5", "2.6"):
-            assert P.main(["--part", "mlp", "--section", section, "--quick", "--data", str(data),
-                           "--out", str(out)]) == 0
+        assert P.main(["--part", "mlp", "--quick", "--data", str(data), "--out", str(out)]) == 0
         weights[name] = {f: dict(np.load(out / "weights" / f)) for f in ("mlp_spec.npz", "mlp.npz")}
     for f, params in weights["real"].items():
         for k, v in params.items():
             np.testing.assert_array_equal(v, weights["garbage"][f][k])
 
 
-def test_project3_imports_only_what_the_assignment_allows():
-    tree = ast.parse(SCRIPT.read_text())
-    top_level = set()
-    for node in tree.body:  # module level: numpy, matplotlib, time and the standard library
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module]
-            top_level |= {n.split(".")[0] for n in names}
-    assert top_level - sys.stdlib_module_names <= ALLOWED_TOP_LEVEL
-    everywhere = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                  for a in node.names}
-    everywhere |= {node.module.split(".")[0] for node in ast.walk(tree)
-                   if isinstance(node, ast.ImportFrom) and node.module}
-    assert everywhere - sys.stdlib_module_names <= ALLOWED_TOP_LEVEL | {"torch"}
-
-
-def test_importing_project3_has_no_side_effects_and_no_torch(tmp_path):
+def test_importing_project3_without_torch_has_no_side_effects(tmp_path):
     code = ("import sys, importlib.util as u; s = u.spec_from_file_location('P', sys.argv[1]); "
-            "m = u.module_from_spec(s); s.loader.exec_module(m); print('torch' in sys.modules)")
-    run = subprocess.run([sys.executable, "-c", code, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True)
+            "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.torch, m.MLP(seed=0).forward([0.0] * 784).sum())")
+    run = subprocess.run([sys.executable, "-c", code, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(block_torch(tmp_path / "blocked"))})
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "False"
-    assert list(tmp_path.iterdir()) == []
+    assert run.stdout.split()[0] == "None" and float(run.stdout.split()[1]) == pytest.approx(1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
 
 
-def test_part_cnn_without_torch_is_a_clear_error(grader_layout, tmp_path):
-    folder, elsewhere = grader_layout
-    run = run_script(folder / "Project3.py", "--part", "cnn", "--quick", cwd=elsewhere,
-                     env_path=block_torch(tmp_path / "blocked"))
-    assert run.returncode == 2
-    assert "Traceback" not in run.stderr
-    assert "--part cnn needs PyTorch" in run.stderr
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "--seed must lie in 0 to 4294967295, found -1."),
+    (["--seed", str(2 ** 32)], "--seed must lie in 0 to 4294967295"),
+    (["--device", "cuda"], "--device cuda was asked for, but torch finds no CUDA device"),
+])
+def test_bad_options_are_one_sentence_before_any_training(tmp_path, capsys, args, message):
+    if "cuda" in args and P.torch is not None and P.torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert P.main(["--quick", "--out", str(tmp_path / "out")] + args) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1 and "epoch" not in captured.out
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("not a folder")
+    for out in (tmp_path / "a_file", tmp_path / "a_file" / "below"):
+        assert P.main(["--part", "mlp", "--quick", "--out", str(out)]) == 2
+        captured = capsys.readouterr()
+        assert f"--out {out}: not a folder this run can write" in captured.err and "epoch" not in captured.out
+    assert (tmp_path / "a_file").read_text() == "not a folder"
+
+
+def test_a_damaged_results_json_is_one_sentence_and_is_left_alone(tmp_path, capsys):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "results.json").write_text('{"mlp_spec": {"val_accuracy": 0.9')  # cut short
+    assert P.main(["--part", "mlp", "--quick", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert "results.json is not valid JSON" in captured.err and "delete it" in captured.err
+    assert "epoch" not in captured.out
+    assert (tmp_path / "figures" / "results.json").read_text() == '{"mlp_spec": {"val_accuracy": 0.9'
+
+
+def _damage(weights, case):
+    mlp, cnn = weights / "mlp.npz", weights / "cnn.pt"
+    params = dict(np.load(mlp))
+    if case == "mlp_truncated":
+        mlp.write_bytes(mlp.read_bytes()[:1000])
+    elif case == "mlp_shape":
+        np.savez(open(mlp, "wb"), **dict(params, W1=np.zeros((3, 3), np.float32)))
+    elif case == "mlp_nan":
+        np.savez(open(mlp, "wb"), **dict(params, b2=np.full(10, np.nan, np.float32)))
+    elif case == "mlp_missing_array":
+        np.savez(open(mlp, "wb"), **{k: v for k, v in params.items() if k != "W2"})
+    elif case == "cnn_truncated":
+        cnn.write_bytes(cnn.read_bytes()[:2000])
+    elif case == "cnn_not_weights":
+        cnn.write_bytes(b"\x80\x04\x95 not a state dict")
+    elif case == "cnn_nan":
+        state = P.torch.load(cnn, weights_only=True)
+        state["fc3.bias"][:] = float("nan")
+        P.torch.save(state, cnn)
+    elif case == "cnn_code":  # a pickle that would run code: weights_only refuses it
+        P.torch.save({"fc3.bias": np.zeros(3)}, cnn)
+    return "mlp.npz" if case.startswith("mlp") else "cnn.pt"
+
+
+@pytest.mark.parametrize("case", ["mlp_truncated", "mlp_shape", "mlp_nan", "mlp_missing_array", "cnn_truncated",
+                                  "cnn_not_weights", "cnn_nan", "cnn_code"])
+def test_damaged_weights_are_one_sentence_and_exit_2(quick_run, tmp_path, capsys, case):
+    folder, _ = quick_run
+    shutil.copytree(folder / "quick" / "weights", tmp_path / "weights")
+    name = _damage(tmp_path / "weights", case)
+    assert P.main(["--part", "eval", "--data", str(folder / "Project3_Data"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and name in err and "Traceback" not in err and "weights_only" not in err
+
+
+def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "results.json"
+    target.write_text("old")
+
+    def failing(tmp):
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        P.write_atomically(target, failing)
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
+
+
+def test_two_runs_updating_results_at_once_both_land(tmp_path):
+    code = ("import sys, importlib.util as u, pathlib; s = u.spec_from_file_location('P', sys.argv[1]); "
+            "m = u.module_from_spec(s); s.loader.exec_module(m); out = pathlib.Path(sys.argv[2]); "
+            "[m.update_results(out, **{f'{sys.argv[3]}{i}': list(range(2000))}) for i in range(25)]")
+    (tmp_path / "figures").mkdir()
+    env = {"PYTHONPATH": str(block_torch(tmp_path / "blocked"))}  # faster start; the lock is plain Python
+    runs = [subprocess.Popen([sys.executable, "-c", code, str(SCRIPT), str(tmp_path), tag], env=env)
+            for tag in ("a", "b")]
+    assert [r.wait(timeout=120) for r in runs] == [0, 0]
+    results = json.loads((tmp_path / "figures" / "results.json").read_text())
+    assert set(results) == {f"{tag}{i}" for tag in "ab" for i in range(25)}
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["results.json"]
+
+
+def test_ctrl_c_exits_130_with_one_line_and_leaves_no_temporary(tmp_path):
+    folder, _ = grader_folder(tmp_path)
+    run = subprocess.Popen([sys.executable, str(folder / "Project3.py"), "--part", "mlp", "--quick"], cwd=folder,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={"PYTHONPATH": str(block_torch(tmp_path / "blocked"))})
+    for line in run.stdout:
+        if "2.5, 600 images] epoch 1/" in line:  # the first run's figures and weights are being written now
+            run.send_signal(signal.SIGINT)
+            break
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130
+    assert err.strip().count("\n") == 0 and "interrupted" in err and "Traceback" not in err
+    assert not [p for p in (folder / "quick").rglob("*") if p.name.endswith(".tmp") or p.name.endswith(".lock")]
