@@ -44,12 +44,12 @@ def worker(kind, n):
     Y = np.eye(10, dtype=np.float32)[y]
     if kind == "mlp_numpy":
         net = P.MLP(seed=0)
-        return timed(lambda: P.sgd_epoch(net, x, Y, P.SPEC["batch"], P.SPEC["lr"], rng))
+        return timed(lambda: P.train_epoch(net, x, Y, P.SPEC["batch"], P.SPEC["lr"], rng))
     if kind == "mlp_best":
         net, cfg = P.AdamMLP(seed=0), P.MLP_BEST
 
         def epoch():
-            P.sgd_epoch(net, x, Y, cfg["batch"], cfg["lr"], rng, cfg["augment"])
+            P.train_epoch(net, x, Y, cfg["batch"], cfg["lr"], rng, cfg["augment"])
             P.scores(P.mlp_log_probs(net, x[:P.TRAIN_EVAL_N]), y[:P.TRAIN_EVAL_N])
             P.scores(P.mlp_log_probs(net, val[0]), val[1])
         return timed(epoch)
