@@ -2,11 +2,9 @@
 
 Beside the data folder Project3_data/ (or Project3_Data/), `python Project3.py` runs the whole assignment,
 sections 2.5-2.8 then 3.1-3.4, writes figures/, weights/ and figures/results.json beside this file and ends
-with each network's test accuracy. --part mlp (no torch needed), --part cnn or --section 2.7 run less;
---quick runs everything on a few hundred images in seconds, into quick/; --part eval tests the saved
-networks (--help lists every option). The sections below are the report's. From the standard library
-it uses argparse (the command line), json (results.json), pathlib (paths) and sys (stderr, exit status).
-"""
+with each network's test accuracy. --part mlp (no torch needed), --part cnn or --section 2.7 run less, --quick
+all on a few hundred images; --help lists the rest. The sections below are the report's. From the standard
+library: argparse (command line), json (results.json), pathlib (paths), sys (stderr, exit status)."""
 import argparse
 import json
 import sys
@@ -23,7 +21,7 @@ try:  # Part 2 only: Part 1 runs on a machine without torch
     import torch
     import torch.nn.functional as F
     Module = torch.nn.Module
-except ImportError:
+except (ImportError, OSError):  # not installed, or a broken install
     torch = F = None
     Module = object
 
@@ -98,11 +96,11 @@ def load_data(folder, splits=("train", "val", "test")):
         if labels.min() < 0 or labels.max() > 9:
             raise UserError(f"{lab}: labels must lie in 0-9, found values from {labels.min()} to {labels.max()}.")
         raw[split] = images, labels.astype(np.int64)
-    low = min(float(images.min()) for images, _ in raw.values())
-    high = max(float(images.max()) for images, _ in raw.values())
-    if low < 0 or 1 < high < 128 or high > 255:
-        raise UserError(f"{folder}: pixels range from {low:g} to {high:g}, so their scale is in doubt; expected "
-                        "[0, 1] (largest pixel at most 1) or grey levels 0-255 (largest at least 128).")
+    highs = {split: float(images.max()) for split, (images, _) in raw.items()}
+    low, high = min(float(images.min()) for images, _ in raw.values()), max(highs.values())
+    if low < 0 or 1 < high < 128 or high > 255 or min(highs.values()) <= 1 < high:  # the last: splits differ
+        raise UserError(f"{folder}: pixels range from {low:g} to {high:g}, so their scale is in doubt (largest per "
+                        f"split: {highs}); expected all in [0, 1] (largest at most 1) or all 0-255 (largest >= 128).")
     return {split: (images.astype(np.float32) / (255 if high > 1 else 1), labels)
             for split, (images, labels) in raw.items()}
 
@@ -120,12 +118,15 @@ def write_atomically(path, write):
 def read_results(out):
     path = out / "figures" / "results.json"
     try:
-        return json.loads(path.read_text()) if path.is_file() else {}
+        results = json.loads(path.read_text()) if path.is_file() else {}
+        if not isinstance(results, dict):
+            raise ValueError(f"expected an object, found {type(results).__name__}")
+        return results
     except ValueError as err:
         raise UserError(f"{path} is not valid JSON ({err}); restore it (git checkout) or delete it.") from None
 
-def update_results(out, **entries):
-    """Merge entries into results.json under a lock file, so that two runs ending together both land."""
+def update_results(out, merge=False, **entries):
+    """Set entries in results.json (merge: add to the dicts there) under a lock, so concurrent runs all land."""
     lock = out / "figures" / ".results.json.lock"
     for attempt in range(1201):  # wait up to a minute for another run's update to finish
         try:
@@ -136,7 +137,8 @@ def update_results(out, **entries):
                 raise UserError(f"{lock} has been held by another run for a minute; delete it if no run is going.")
             time.sleep(0.05)
     try:
-        results = {**read_results(out), **entries}
+        results = read_results(out)
+        results.update({k: {**results.get(k, {}), **v} if merge else v for k, v in entries.items()})
         write_atomically(out / "figures" / "results.json",
                          lambda p: p.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n"))
     finally:
@@ -240,7 +242,7 @@ class MLP:
                 found = {name: saved[name].astype(np.float32) for name in net.params()}
         except Exception as err:  # missing, truncated, not an .npz, or without one of the four arrays
             raise UserError(f"{path}: no readable MLP weights ({type(err).__name__}: {err}); run "
-                            "`python Project3.py --part mlp` to make them.") from None
+                            "`python Project3.py --part mlp` (with the same --out) to make them.") from None
         for name, theta in net.params().items():
             if found[name].shape != theta.shape or not np.isfinite(found[name]).all():
                 raise UserError(f"{path}: expected {name} of shape {theta.shape} with finite values, found shape "
@@ -250,8 +252,7 @@ class MLP:
         return net
 
 class AdamMLP(MLP):
-    """The same network; update_params takes an Adam step (Kingma and Ba, 2015) from the same summed
-    gradients instead of a plain one. Used in 2.6."""
+    """The same network; update_params takes an Adam step (Kingma and Ba, 2015) instead of a plain one (2.6)."""
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -457,9 +458,8 @@ def section_2_8(data, args):
 
 # ==== 3.1 The template CNN. ==========================================================================
 class ConvNet(Module):
-    """The template network. Its layers and forward() are those of the PyTorch tutorial "Training a
-    classifier" (pytorch.org/tutorials/beginner/blitz/cifar10_tutorial.html), for 1 input channel and
-    28x28 images, so fc1 takes 16x4x4 = 256 inputs."""
+    """The template network: layers and forward() from the PyTorch tutorial "Training a classifier" (pytorch.org/
+    tutorials/beginner/blitz/cifar10_tutorial.html), for 1 input channel and 28x28 images (fc1: 16x4x4 inputs)."""
 
     def __init__(self):
         super().__init__()
@@ -480,9 +480,7 @@ class ConvNet(Module):
         x = F.relu(self.fc2(x))
         return self.fc3(x)
 
-def section_3_1(data, args):
-    """3.1 from the module itself: each step of forward() with its settings, the shape of one image
-    before and after it, and its number of parameters."""
+def section_3_1(data, args):  # from the module: each step of forward(), its settings, shapes and parameters
     net, relu, rows, x = ConvNet(), torch.nn.ReLU(), [], torch.zeros(1, 1, 28, 28)
     for name, layer in (("conv1", net.conv1), ("relu", relu), ("pool", net.pool), ("conv2", net.conv2), ("relu", relu),
                         ("pool", net.pool), ("flatten", torch.nn.Flatten()), ("fc1", net.fc1), ("relu", relu),
@@ -497,8 +495,7 @@ def section_3_1(data, args):
 
 # ==== 3.2 Training the CNN: the tutorial's loop, fed straight from the numpy arrays. ====================
 def distort(images, maps):
-    """augment_affine's distortions in torch: the same maps, with the shift rescaled to the [-1, 1]
-    coordinates of affine_grid, sampled bilinearly by grid_sample (zeros outside the image)."""
+    """augment_affine's distortions in torch: the same maps, shifts rescaled to affine_grid's [-1, 1] coordinates."""
     theta = torch.from_numpy(maps).to(images.device)
     theta[:, :, 2] /= 14
     grid = F.affine_grid(theta, [len(images), 1, 28, 28], align_corners=False)
@@ -551,7 +548,7 @@ def load_cnn(path, device):
         net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     except Exception as err:  # missing, truncated, not a state dict, other layers or shapes
         raise UserError(f"{path}: no readable weights of the template CNN ({type(err).__name__}); run "
-                        "`python Project3.py --part cnn` to make them.") from None
+                        "`python Project3.py --part cnn` (with the same --out) to make them.") from None
     if not all(torch.isfinite(p).all() for p in net.parameters()):
         raise UserError(f"{path}: the CNN's weights hold NaN or infinite values.")
     return net.to(device)
@@ -637,9 +634,11 @@ def check_options(args):
         raise UserError("--device cuda was asked for, but torch finds no CUDA device on this machine.")
     args.device = args.device or ("cuda" if torch is not None and torch.cuda.is_available() else "cpu")
     data = load_data(find_data_dir(args.data), ("test",) if args.part == "eval" else ("train", "val", "test"))
+    if args.part == "eval":  # which writes nothing
+        return data
     read_results(args.out)  # a damaged results.json is reported now, not after the training
     try:
-        for sub in ("figures", "weights") if args.part != "eval" else ():  # eval writes nothing
+        for sub in ("figures", "weights"):
             (args.out / sub).mkdir(parents=True, exist_ok=True)
             (args.out / sub / ".write-test").touch()
             (args.out / sub / ".write-test").unlink()
@@ -658,9 +657,10 @@ def run(args):
         section_start = time.perf_counter()
         SECTIONS[section](data, args)
         seconds[section] = round(time.perf_counter() - section_start, 1)
+    update_results(args.out, merge=True, seconds=seconds)
     results = read_results(args.out)
-    update_results(args.out, seconds={**results.get("seconds", {}), **seconds})
-    print(f"\nDone in {time.perf_counter() - start:.0f} s (seed {args.seed}, Part 2 on {args.device}).")
+    part_2 = f", Part 2 on {args.device}" if any(s[0] == "3" for s in sections) else ""
+    print(f"\nDone in {time.perf_counter() - start:.0f} s (seed {args.seed}{part_2}).")
     for key, name, base in NETWORKS:
         if "test_accuracy" in results.get(key, {}):
             acc = 100 * results[key]["test_accuracy"]

@@ -2,6 +2,7 @@
 own, the import rule, clear errors for bad options and damaged files, nothing half-written."""
 import ast
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -70,6 +71,7 @@ def test_the_graders_quick_run_does_every_section_and_ends_with_the_summary(quic
     lines = summary_lines(run.stdout)
     assert len(lines) == 4 and sum("extra credit" in line for line in lines) == 2
     assert f"{100 * results['cnn_best']['test_accuracy']:.2f} %" in lines[3]
+    assert "Done in" in run.stdout and f"Figures in {out / 'figures'}" in run.stdout
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*lock"))
 
     run = run_script(folder / "Project3.py", "--part", "eval", "--quick", cwd=folder)
@@ -77,22 +79,42 @@ def test_the_graders_quick_run_does_every_section_and_ends_with_the_summary(quic
     assert last["cnn"] == dict(accuracy=round(results["cnn_best"]["test_accuracy"], 4), n=300)
 
 
-@pytest.mark.parametrize("section", ["2.5", "2.6", "3.3", "3.4"])
-def test_a_training_section_runs_on_its_own_in_a_fresh_folder(tmp_path, section):
+@pytest.mark.parametrize("section", ["2.5", "2.6", "3.1", "3.2", "3.4"])
+def test_a_section_runs_on_its_own_in_a_fresh_folder(tmp_path, section):
     if section[0] == "3":
         pytest.importorskip("torch")
     data = make_small_data(tmp_path / "data")
     assert P.main(["--section", section, "--quick", "--data", str(data), "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())
-    key = {"2.5": "mlp_spec", "2.6": "mlp_best", "3.3": "cnn_spec", "3.4": "cnn_best"}[section]
-    assert 0 <= results[key]["test_accuracy"] <= 1 and list(results["seconds"]) == [section]
+    if section == "3.1":
+        assert results["cnn_architecture"]["total_params"] == 44426
+        return
+    key = {"2.5": "mlp_spec", "2.6": "mlp_best", "3.2": "cnn_spec", "3.4": "cnn_best"}[section]
+    assert 0 <= results[key]["test_accuracy"] <= 1 and len(results["seconds"]) == 1  # 3.2 runs as 3.3
 
 
-def test_a_section_that_needs_saved_weights_names_them(tmp_path, capsys):
+@pytest.mark.parametrize("section, missing", [("2.7", "mlp.npz"), ("2.8", "mlp_spec.npz")])
+def test_a_section_that_needs_saved_weights_names_them(tmp_path, capsys, section, missing):
     data = make_small_data(tmp_path / "data")
-    assert P.main(["--section", "2.7", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    assert P.main(["--section", section, "--data", str(data), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "mlp.npz: no readable MLP weights" in err and "--part mlp" in err
+    assert err.count("\n") == 0 and f"{missing}: no readable MLP weights" in err and "--part mlp" in err
+
+
+def test_a_section_of_the_other_part_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        P.main(["--part", "mlp", "--section", "3.4"])
+    assert exit_.value.code == 2 and "--section 3.4 is not part of --part mlp" in capsys.readouterr().err
+
+
+def test_the_data_folder_in_the_working_directory_is_found_when_none_is_beside_the_script(tmp_path):
+    (tmp_path / "script").mkdir()
+    shutil.copy(SCRIPT, tmp_path / "script" / "Project3.py")
+    make_small_data(tmp_path / "work" / "Project3_data")
+    run = run_script(tmp_path / "script" / "Project3.py", "--section", "2.5", "--quick", cwd=tmp_path / "work",
+                     blocked=block_torch(tmp_path / "blocked"))
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "script" / "quick" / "weights" / "mlp_spec.npz").is_file()
 
 
 def test_training_never_reads_the_test_split(tmp_path):
@@ -114,7 +136,7 @@ def test_importing_project3_without_torch_has_no_side_effects(tmp_path):
     code = ("import sys, importlib.util as u; s = u.spec_from_file_location('P', sys.argv[1]); "
             "m = u.module_from_spec(s); s.loader.exec_module(m); print(m.torch, m.MLP(seed=0).forward([0.0] * 784).sum())")
     run = subprocess.run([sys.executable, "-c", code, str(SCRIPT)], cwd=tmp_path, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(block_torch(tmp_path / "blocked"))})
+                         env=dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked"))))
     assert run.returncode == 0, run.stderr
     assert run.stdout.split()[0] == "None" and float(run.stdout.split()[1]) == pytest.approx(1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked"]
@@ -142,14 +164,25 @@ def test_an_out_that_cannot_be_written_is_refused_before_training(tmp_path, caps
     assert (tmp_path / "a_file").read_text() == "not a folder"
 
 
-def test_a_damaged_results_json_is_one_sentence_and_is_left_alone(tmp_path, capsys):
+@pytest.mark.parametrize("damaged", ['{"mlp_spec": {"val_accuracy": 0.9', "[]", "null"])
+def test_a_damaged_results_json_is_one_sentence_and_is_left_alone(tmp_path, capsys, damaged):
     (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "results.json").write_text('{"mlp_spec": {"val_accuracy": 0.9')  # cut short
+    (tmp_path / "figures" / "results.json").write_text(damaged)  # cut short, or not an object
     assert P.main(["--part", "mlp", "--quick", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     assert "results.json is not valid JSON" in captured.err and "delete it" in captured.err
-    assert "epoch" not in captured.out
-    assert (tmp_path / "figures" / "results.json").read_text() == '{"mlp_spec": {"val_accuracy": 0.9'
+    assert "epoch" not in captured.out and captured.err.count("\n") == 1
+    assert (tmp_path / "figures" / "results.json").read_text() == damaged
+
+
+class Payload:
+    """Unpickled, it creates a file: proof that a loader ran code from a weight file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
 
 
 def _damage(weights, case):
@@ -171,8 +204,8 @@ def _damage(weights, case):
         state = P.torch.load(cnn, weights_only=True)
         state["fc3.bias"][:] = float("nan")
         P.torch.save(state, cnn)
-    elif case == "cnn_code":  # a pickle that would run code: weights_only refuses it
-        P.torch.save({"fc3.bias": np.zeros(3)}, cnn)
+    elif case == "cnn_code":  # a pickle that runs code when loaded without weights_only
+        P.torch.save({"fc3.bias": Payload(weights / "pwned")}, cnn)
     return "mlp.npz" if case.startswith("mlp") else "cnn.pt"
 
 
@@ -185,6 +218,24 @@ def test_damaged_weights_are_one_sentence_and_exit_2(quick_run, tmp_path, capsys
     assert P.main(["--part", "eval", "--data", str(folder / "Project3_Data"), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and name in err and "Traceback" not in err and "weights_only" not in err
+    assert not (tmp_path / "weights" / "pwned").exists()  # torch.load ran no code from the file
+
+
+def test_ctrl_c_while_weights_are_written_keeps_the_old_file_and_no_temporary(tmp_path, monkeypatch, capsys):
+    data = make_small_data(tmp_path / "data")
+    out = tmp_path / "out"
+    (out / "weights").mkdir(parents=True)
+    (out / "weights" / "mlp_spec.npz").write_bytes(b"old weights")
+
+    def interrupted_savez(file, **arrays):
+        file.write(b"half of the new weights")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P.np, "savez", interrupted_savez)
+    assert P.main(["--section", "2.5", "--quick", "--data", str(data), "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert (out / "weights" / "mlp_spec.npz").read_bytes() == b"old weights"
+    assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".lock"))]
 
 
 def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -203,22 +254,26 @@ def test_write_atomically_keeps_the_old_file_when_writing_fails(tmp_path):
 def test_two_runs_updating_results_at_once_both_land(tmp_path):
     code = ("import sys, importlib.util as u, pathlib; s = u.spec_from_file_location('P', sys.argv[1]); "
             "m = u.module_from_spec(s); s.loader.exec_module(m); out = pathlib.Path(sys.argv[2]); "
-            "[m.update_results(out, **{f'{sys.argv[3]}{i}': list(range(2000))}) for i in range(25)]")
+            "(out / 'figures' / sys.argv[3]).touch(); "  # ready: wait for the other process, so that the two overlap
+            "[None for _ in iter(lambda: len(list((out / 'figures').glob('ready*'))) < 2, False)]; "
+            "[(m.update_results(out, **{f'{sys.argv[3]}{i}': list(range(500))}), "
+            "m.update_results(out, merge=True, shared={sys.argv[3] + str(i): i})) for i in range(60)]")
     (tmp_path / "figures").mkdir()
-    env = {"PYTHONPATH": str(block_torch(tmp_path / "blocked"))}  # faster start; the lock is plain Python
+    env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))  # faster start; the lock is plain Python
     runs = [subprocess.Popen([sys.executable, "-c", code, str(SCRIPT), str(tmp_path), tag], env=env)
-            for tag in ("a", "b")]
+            for tag in ("ready_a", "ready_b")]
     assert [r.wait(timeout=120) for r in runs] == [0, 0]
     results = json.loads((tmp_path / "figures" / "results.json").read_text())
-    assert set(results) == {f"{tag}{i}" for tag in "ab" for i in range(25)}
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["results.json"]
+    keys = {f"ready_{tag}{i}" for tag in "ab" for i in range(60)}
+    assert set(results) == keys | {"shared"} and set(results["shared"]) == keys  # no update lost, merged ones too
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["ready_a", "ready_b", "results.json"]
 
 
 def test_ctrl_c_exits_130_with_one_line_and_leaves_no_temporary(tmp_path):
     folder, _ = grader_folder(tmp_path)
     run = subprocess.Popen([sys.executable, str(folder / "Project3.py"), "--part", "mlp", "--quick"], cwd=folder,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={"PYTHONPATH": str(block_torch(tmp_path / "blocked"))})
+                           env=dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked"))))
     for line in run.stdout:
         if "2.5, 600 images] epoch 1/" in line:  # the first run's figures and weights are being written now
             run.send_signal(signal.SIGINT)

@@ -17,8 +17,7 @@ def test_shapes_and_parameter_count_of_the_template():
 
 
 def test_section_3_1_describes_the_module_itself(tmp_path):
-    (tmp_path / "figures").mkdir()
-    P.section_3_1(None, P.parse_args(["--out", str(tmp_path)]))
+    assert P.main(["--section", "3.1", "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "figures" / "results.json").read_text())["cnn_architecture"]["layers"]
     by_layer = {r["layer"]: r for r in rows}
     assert [r["layer"] for r in rows] == ["conv1", "relu", "pool", "conv2", "relu", "pool", "flatten", "fc1", "relu",

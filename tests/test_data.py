@@ -34,10 +34,19 @@ def test_scale_is_decided_once_per_folder_from_its_values_not_its_dtype(tmp_path
     binary = (x8 > 127).astype(np.uint8)  # uint8 images holding 0 and 1: already in [0, 1]
     write_split(tmp_path / "a", "val", binary, y)
     np.testing.assert_array_equal(P.load_data(tmp_path / "a", ("val",))["val"][0], binary)
-    write_split(tmp_path / "b", "train", x8, y)  # one split in grey levels: the whole folder is divided by 255
+    write_split(tmp_path / "b", "train", x8, y)  # grey levels as uint8 and as float: both divided by 255
     write_split(tmp_path / "b", "val", x8.astype(np.float32), y)
     data = P.load_data(tmp_path / "b", ("train", "val"))
     np.testing.assert_array_equal(data["train"][0], data["val"][0])
+
+
+def test_splits_scaled_differently_are_refused(tmp_path):
+    x8 = np.load(REAL_DATA / "MNIST_val_images.npy")[:50]
+    y = np.load(REAL_DATA / "MNIST_val_labels.npy")[:50]
+    write_split(tmp_path, "train", x8, y)  # grey levels
+    write_split(tmp_path, "val", x8.astype(np.float32) / 255, y)  # [0, 1]
+    with pytest.raises(P.UserError, match=r"scale is in doubt \(largest per split: \{'train': 255.0, 'val': 1.0\}\)"):
+        P.load_data(tmp_path, ("train", "val"))
 
 
 @pytest.mark.parametrize("images, found", [

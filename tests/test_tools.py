@@ -1,6 +1,7 @@
 """The tools around the graded file: the report built from the runs' numbers (in CI, from the committed
 results), the submission zip, and smoke runs of the ablation and seed tools."""
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -15,8 +16,12 @@ sys.path.insert(0, str(ROOT / "tools"))
 report = import_path("report", ROOT / "tools" / "report.py")
 submit = import_path("submit", ROOT / "tools" / "submit.py")
 HAVE_LATEX = shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None
-SECTIONS = ["2.1", "2.2", "2.3.1", "2.3.2", "2.4", "2.5", "2.6", "2.7", "2.8", "3.1", "3.2", "3.3", "3.4",
-            "References", "Credits and collaboration", "For the grader"]
+SECTIONS = ["2.1 The network", "2.2 Initialisation", "2.3.1 The Jacobians", "2.3.2 The gradients", "2.4 Training",
+            "2.5 Over-fitting?", "2.6 How well does it work?", "2.7 Where does it make mistakes?", "2.8 The templates",
+            "3.1 The network", "3.2 Training", "3.3 Over-fitting?", "3.4 How well does it work?", "References",
+            "Credits and collaboration", "For the grader."]
+FIGURES = ["mlp_study", "mlp_best_training", "mlp_confusion", "mlp_mistakes", "mlp_templates", "cnn_study",
+           "cnn_best_training", "cnn_confusion", "cnn_mistakes"]
 
 
 def pdf_text(pdf):
@@ -51,6 +56,8 @@ def test_report_builds_from_the_committed_results_with_every_section_figure_and_
         for field in ("test_accuracy", "val_accuracy"):
             assert report.pct(results[key][field]) in text, f"{key} {field} missing from the PDF"
     log = (tmp_path / "report.log").read_text(errors="replace")
+    for name in FIGURES:  # every figure of the run is in the PDF
+        assert f"figures/{name}.pdf" in log, f"figure {name} not included"
     assert not re.search(r"undefined|Undefined control sequence", log)
     assert all(float(pt) <= 1 for pt in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", log))
     pages = subprocess.run(["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True).stdout
@@ -110,7 +117,19 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     data = make_small_data(tmp_path / "data")
     run = subprocess.run([sys.executable, str(ROOT / "tools" / "seeds.py"), "--seeds", "2", "--quick", "--data",
                           str(data), "--out", str(tmp_path / "out")], capture_output=True, text=True,
-                         env={"PYTHONPATH": str(block_torch(tmp_path / "blocked"))})
+                         env=dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked"))))
     assert run.returncode == 0, run.stderr
     seeds = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())["seeds"]
     assert seeds["seeds"] == [0, 1] and len(seeds["mlp_best"]["test"]) == 2 and "cnn_best" not in seeds
+
+
+def test_bench_measures_every_kind_side_by_side(tmp_path):
+    if P.torch is None:
+        pytest.skip("the benchmark compares against torch")
+    data = make_small_data(tmp_path / "data", n_train=2000, n_val=300)
+    run = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--quick", "--data", str(data), "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    bench = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())["bench"]
+    assert all(bench[kind] > 0 for kind in ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best", "cnn_plain"))
+    assert bench["numpy_over_torch"] == round(bench["mlp_numpy"] / bench["mlp_torch"], 3)

@@ -36,9 +36,9 @@ def timed(step, repeats=2):
     return best
 
 
-def worker(kind, n):
-    """One measurement in this process; prints its seconds."""
-    data = P.load_data(P.find_data_dir(), ("train", "val"))
+def worker(kind, n, data_dir):
+    """One measurement in this process; returns its seconds."""
+    data = P.load_data(P.find_data_dir(data_dir), ("train", "val"))
     (x, y), val = (data["train"][0][:n], data["train"][1][:n]), data["val"]
     rng = np.random.default_rng(0)
     Y = np.eye(10, dtype=np.float32)[y]
@@ -103,21 +103,24 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=5, help="rounds of all kinds, alternating (default 5)")
     p.add_argument("--out", help="folder whose figures/results.json receives the timings (default: the repository)")
-    p.add_argument("--quick", action="store_true", help="1 round on 2000 images: a smoke test")
+    p.add_argument("--quick", action="store_true", help="1 round on 600 images: a smoke test")
+    p.add_argument("--data", help="data folder, as for Project3.py")
     p.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)
     p.add_argument("--n", type=int, default=50000, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.n)))
+        print(json.dumps(worker(args.worker, args.n, args.data)))
         return
     if P.torch is None:
         raise P.UserError("the benchmark compares against torch, which is not installed here.")
-    rounds, n = (1, 2000) if args.quick else (args.rounds, 50000)
+    rounds, n = (1, P.QUICK["train_n"]) if args.quick else (args.rounds, 50000)
     times = {kind: [] for kind in KINDS}
     for r in range(rounds):
         for kind in KINDS:
-            run = subprocess.run([sys.executable, __file__, "--worker", kind, "--n", str(n)], capture_output=True,
-                                 text=True, check=True)
+            run = subprocess.run([sys.executable, __file__, "--worker", kind, "--n", str(n)] +
+                                 ["--data", args.data] * bool(args.data), capture_output=True, text=True)
+            if run.returncode != 0:
+                raise P.UserError(f"the {kind} measurement failed: {(run.stderr.strip() or 'no message').splitlines()[-1]}")
             times[kind].append(float(run.stdout.strip().splitlines()[-1]))
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items()), flush=True)
     best = {kind: round(min(t), 4) for kind, t in times.items()}

@@ -68,6 +68,8 @@ def network_macros(prefix, r, seeds):
     low = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
     m.update(ValLossMin=f"{h['val_loss'][low]:.3f}", ValLossMinStep=thousands(h["step"][low]),
              ValLossMinEpoch=str(low + 1), ValAtValLossMin=pct(h["val_acc"][low]))
+    drop = max(range(1, len(h["val_acc"])), key=lambda i: h["val_acc"][i - 1] - h["val_acc"][i], default=0)
+    m.update(DropStep=thousands(h["step"][drop]), DropVal=pct(h["val_acc"][drop]), DropFrom=pct(h["val_acc"][drop - 1]))
     full = [s for s, a in zip(h["step"], h["train_acc"]) if a == 1.0]
     m["TrainFullStep"] = thousands(full[0]) if full else "never"
     if "train_n" in r:
@@ -152,8 +154,19 @@ def generate(results, author):
                       f"{prefix}Hardest": str(order[0]), f"{prefix}HardestAcc": pct(acc[order[0]], 1),
                       f"{prefix}SecondHardest": str(order[1]), f"{prefix}SecondHardestAcc": pct(acc[order[1]], 1),
                       f"{prefix}Easiest": str(order[-1]), f"{prefix}EasiestAcc": pct(acc[order[-1]], 1),
+                      f"{prefix}HardestSe": pct((acc[order[0]] * (1 - acc[order[0]]) / sum(c["matrix"][order[0]])) ** 0.5, 1),
+                      f"{prefix}Errors": str(sum(sum(row) for row in c["matrix"]) - sum(c["matrix"][i][i] for i in range(10))),
+                      f"{prefix}TopCount": str(c["top_confusions"][0]["count"]),
                       f"{prefix}TopConfusions": ", ".join(f"{t['true']}$\\to${t['predicted']} ({t['count']})"
                                                           for t in c["top_confusions"][:6])})
+    for prefix, key in (("Mlp", "mlp_confusion"), ("Cnn", "cnn_confusion")):
+        if key in results:  # the digit most often predicted wrongly, and how often
+            C = results[key]["matrix"]
+            wrong = [sum(C[i][j] for i in range(10)) - C[j][j] for j in range(10)]
+            m.update({f"{prefix}MostPredicted": str(wrong.index(max(wrong))), f"{prefix}MostPredictedCount": str(max(wrong))})
+    if "distortions" in results:
+        m.update(DistortedInkImages=pct(results["distortions"]["images_inking_blank"], 1),
+                 DistortedInkPixel=pct(results["distortions"]["per_blank_pixel"], 2))
     if "mlp_templates" in results:
         t = results["mlp_templates"]
         m.update(BlankPixels=str(t["blank_pixels"]), SpecRmsBlank=f"{t['mlp_spec']['rms_blank']:.3f}",
