@@ -144,7 +144,7 @@ def update_results(out, merge=False, **entries):
     finally:
         lock.unlink(missing_ok=True)
 
-plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 7.5,
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 8,  # 8 pt as printed
                      "axes.formatter.min_exponent": 4})  # log axes read 0.05, 0.1, 0.2 rather than 5x10^-2
 
 def save_figure(fig, out, name):  # PDF for the report, PNG to look at
@@ -324,7 +324,7 @@ def train_mlp(net, data, epochs, batch, lr, seed, tag, lr_final=None, augment=No
 # ==== 2.5 Over-fitting? The specified training on the first 2000 images, then on all 50000. =============
 def plot_curves(runs, title, out, name, ylim=80, train_label="training images"):
     """Accuracy and loss against gradient steps, a row per run, on shared axes so that runs compare by eye."""
-    fig, axes = plt.subplots(len(runs), 2, figsize=(6.3, 0.5 + 2.0 * len(runs)), sharex=True, sharey="col",
+    fig, axes = plt.subplots(len(runs), 2, figsize=(6.3, 0.5 + 1.75 * len(runs)), sharex=True, sharey="col",
                              squeeze=False)
     for (label, h), row in zip(runs, axes):
         for ax, what, scale in zip(row, ("acc", "loss"), (100, 1)):
@@ -418,13 +418,13 @@ def confusion_section(key, predicted, test, out, title):
     C = np.zeros((10, 10), dtype=np.int64)
     np.add.at(C, (y, predicted), 1)
     pairs = sorted(((int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j and C[i, j]), reverse=True)
-    fig, ax = plt.subplots(figsize=(3.1, 3.0))
+    fig, ax = plt.subplots(figsize=(2.9, 2.8))
     ax.imshow(np.log1p(C), cmap="Blues")  # log scale: the mistakes show beside the diagonal
     for i, j in np.ndindex(C.shape):
-        ax.text(j, i, C[i, j], ha="center", va="center", fontsize=7, color="white" if i == j else "black")
+        ax.text(j, i, C[i, j], ha="center", va="center", color="white" if i == j else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit", title=title)
     save_figure(fig, out, f"{key}_confusion")
-    fig, axes = plt.subplots(6, 6, figsize=(3.1, 3.4), subplot_kw=dict(xticks=[], yticks=[], frame_on=False))
+    fig, axes = plt.subplots(6, 6, figsize=(2.9, 3.2), subplot_kw=dict(xticks=[], yticks=[], frame_on=False))
     for row, (count, i, j) in zip(axes, pairs):  # up to 6 images of each of the 6 most frequent mistakes
         for ax, k in zip(row, np.flatnonzero((y == i) & (predicted == j))):
             ax.imshow(x[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)

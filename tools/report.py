@@ -68,7 +68,8 @@ def network_macros(prefix, r, seeds):
     low = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
     m.update(ValLossMin=f"{h['val_loss'][low]:.3f}", ValLossMinStep=thousands(h["step"][low]),
              ValLossMinEpoch=str(low + 1), ValAtValLossMin=pct(h["val_acc"][low]))
-    drop = max(range(1, len(h["val_acc"])), key=lambda i: h["val_acc"][i - 1] - h["val_acc"][i], default=0)
+    later = [i for i in range(1, len(h["val_acc"])) if max(h["val_acc"][:i]) >= 0.9]  # once it has learned
+    drop = max(later, key=lambda i: h["val_acc"][i - 1] - h["val_acc"][i], default=0)
     m.update(DropStep=thousands(h["step"][drop]), DropVal=pct(h["val_acc"][drop]), DropFrom=pct(h["val_acc"][drop - 1]))
     full = [s for s, a in zip(h["step"], h["train_acc"]) if a == 1.0]
     m["TrainFullStep"] = thousands(full[0]) if full else "never"
