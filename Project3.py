@@ -276,14 +276,14 @@ def batches(n, batch, rng):  # one epoch's mini-batches: a fresh random order of
 
 def train_epoch(net, x, Y, batch, lr, rng, augment=None):
     """One pass over the images x (one-hot targets Y) in random mini-batches; returns the number of steps."""
-    steps = batches(len(x), batch, rng)
-    for idx in steps:
+    minibatches = batches(len(x), batch, rng)
+    for idx in minibatches:
         xb = x.take(idx, axis=0) if augment is None else augment_affine(x.take(idx, axis=0), rng, **augment)
         net.reset_grad()
         net.forward(xb)
         net.update_grad(Y[idx])
         net.update_params(lr)
-    return len(steps)
+    return len(minibatches)
 
 def mlp_log_probs(net, x, chunk=10000):  # log y_hat of every image, a chunk at a time
     log_probs = []
@@ -324,7 +324,7 @@ def train_mlp(net, data, epochs, batch, lr, seed, tag, lr_final=None, augment=No
 # ==== 2.5 Over-fitting? The specified training on the first 2000 images, then on all 50000. =============
 def plot_curves(runs, title, out, name, ylim=80, train_label="training images"):
     """Accuracy and loss against gradient steps, a row per run, on shared axes so that runs compare by eye."""
-    fig, axes = plt.subplots(len(runs), 2, figsize=(6.3, 0.5 + 1.75 * len(runs)), sharex=True, sharey="col",
+    fig, axes = plt.subplots(len(runs), 2, figsize=(6.3, 0.45 + 1.6 * len(runs)), sharex=True, sharey="col",
                              squeeze=False)
     for (label, h), row in zip(runs, axes):
         for ax, what, scale in zip(row, ("acc", "loss"), (100, 1)):
