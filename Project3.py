@@ -322,7 +322,7 @@ def train_mlp(net, data, epochs, batch, lr, seed, tag, lr_final=None, augment=No
     return history, best
 
 # ==== 2.5 Over-fitting? The specified training on the first 2000 images, then on all 50000. =============
-def plot_curves(runs, title, out, name, ylim=80, train_label="training images"):
+def plot_curves(runs, title, out, name, ylim=50, train_label="training images"):
     """Accuracy and loss against gradient steps, a row per run, on shared axes so that runs compare by eye."""
     fig, axes = plt.subplots(len(runs), 2, figsize=(6.3, 0.45 + 1.6 * len(runs)), sharex=True, sharey="col",
                              squeeze=False)
@@ -359,7 +359,7 @@ def section_2_5(data, args):
         history, _ = train_mlp(net, dict(train=(x[:n], y[:n]), val=data["val"]), epochs, SPEC["batch"],
                                SPEC["lr"], args.seed, f"2.5, {n} images")
         entries[key] = summary(history, start, train_n=n, val_accuracy=history["val_acc"][-1])
-        runs.append((f"{'first' if n < len(x) else 'all'} {n} training images, {epochs} epochs", history))
+        runs.append((f"{'first' if n < len(x) else 'all'} {n} images, {epochs} epochs", history))
     net.save(args.out / "weights" / "mlp_spec.npz")  # the network trained on all the images
     entries["mlp_spec"].update(test_scores(mlp_log_probs(net, data["test"][0]), data["test"]))
     plot_curves(runs, f"MLP: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}", args.out,
@@ -418,13 +418,13 @@ def confusion_section(key, predicted, test, out, title):
     C = np.zeros((10, 10), dtype=np.int64)
     np.add.at(C, (y, predicted), 1)
     pairs = sorted(((int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j and C[i, j]), reverse=True)
-    fig, ax = plt.subplots(figsize=(2.9, 2.8))
+    fig, ax = plt.subplots(figsize=(3.3, 3.15))
     ax.imshow(np.log1p(C), cmap="Blues")  # log scale: the mistakes show beside the diagonal
     for i, j in np.ndindex(C.shape):
         ax.text(j, i, C[i, j], ha="center", va="center", color="white" if i == j else "black")
     ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit", title=title)
     save_figure(fig, out, f"{key}_confusion")
-    fig, axes = plt.subplots(6, 6, figsize=(2.9, 3.2), subplot_kw=dict(xticks=[], yticks=[], frame_on=False))
+    fig, axes = plt.subplots(6, 6, figsize=(3.2, 3.4), subplot_kw=dict(xticks=[], yticks=[], frame_on=False))
     for row, (count, i, j) in zip(axes, pairs):  # up to 6 images of each of the 6 most frequent mistakes
         for ax, k in zip(row, np.flatnonzero((y == i) & (predicted == j))):
             ax.imshow(x[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
@@ -449,7 +449,7 @@ def section_2_8(data, args):
         tiles = np.pad(tiles.reshape(8, 8, 28, 28), ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=np.nan)
         ax.imshow(tiles.transpose(0, 2, 1, 3).reshape(8 * 29, 8 * 29), cmap="RdBu_r", vmin=-1, vmax=1)  # 8x8 tiles
         ax.set_axis_off()
-        ax.set_title(f"the 64 rows of W1, {name}")
+        ax.set_title(f"the 64 rows of $W_1$, {name}")
     save_figure(fig, args.out, "mlp_templates")
     blank = data["train"][0].max(axis=0) == 0  # pixels that are 0 in every training image
     rms = lambda w: float(np.sqrt(np.mean(w ** 2)))  # noqa: E731
@@ -568,7 +568,7 @@ def section_3_3(data, args):
         history, _ = train_cnn(net, dict(train=(x[:n], y[:n]), val=data["val"]), epochs, SPEC["batch"], optimizer,
                                loss_fn, args.seed, f"3.3, {n} images")
         entries[key] = summary(history, start, train_n=n, val_accuracy=history["val_acc"][-1])
-        runs.append((f"{'first' if n < len(x) else 'all'} {n} training images, {epochs} epochs", history))
+        runs.append((f"{'first' if n < len(x) else 'all'} {n} images, {epochs} epochs", history))
     save_cnn(net, args.out / "weights" / "cnn_spec.pt")  # the network trained on all the images
     entries["cnn_spec"].update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     plot_curves(runs, f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}", args.out,

@@ -71,6 +71,8 @@ def network_macros(prefix, r, seeds):
     later = [i for i in range(1, len(h["val_acc"])) if max(h["val_acc"][:i]) >= 0.9]  # once it has learned
     drop = max(later, key=lambda i: h["val_acc"][i - 1] - h["val_acc"][i], default=0)
     m.update(DropStep=thousands(h["step"][drop]), DropVal=pct(h["val_acc"][drop]), DropFrom=pct(h["val_acc"][drop - 1]))
+    chance = [s for s, a in zip(h["step"], h["val_acc"]) if a < 0.2]  # near 10 %, before the network learns
+    m["ChanceSteps"] = thousands(chance[-1]) if chance else "0"
     full = [s for s, a in zip(h["step"], h["train_acc"]) if a == 1.0]
     m["TrainFullStep"] = thousands(full[0]) if full else "never"
     if "train_n" in r:
@@ -97,24 +99,30 @@ def network_macros(prefix, r, seeds):
     return {prefix + k: v for k, v in m.items()}
 
 
-def ablation_table(rows, chosen, seeds):
-    """The rows of one recipe against the chosen recipe, with the noise they must clear: twice the
-    standard deviation of the difference between one run and the mean of the chosen recipe's seeds."""
-    s = seeds.get(chosen)
-    lines = [r"\begin{tabular}{lrrr}", r"\toprule",
-             r"training & epochs & best validation (\%) & difference (points) \\", r"\midrule"]
+def ablation_table(rows, group, seeds, epochs):
+    """Variants of one training against its seed runs, with the noise a difference must clear: twice the
+    standard deviation of the difference between one run and the mean of the seed runs. The 2.6 and 3.4
+    recipes keep their best epoch, so their rows compare best epochs; the specified trainings keep their
+    last epoch, so theirs compare last epochs."""
+    key = "best_val_accuracy" if group.endswith("best") else "final_val_accuracy"
+    s = seeds.get(group)
+    lines = [r"\begin{tabular}{lrrrr}", r"\toprule",
+             r"training & epochs & best (epoch) & last & difference (points) \\", r"\midrule"]
     if s:
         mean, sd = mean_sd(s["val"])
         noise = 2 * sd * math.sqrt(1 + 1 / len(s["val"]))
-        lines.append(f"chosen recipe, {len(s['val'])} seeds (mean $\\pm$ sd) & & {pct(mean)} $\\pm$ {pct(sd)} & "
+        name = "chosen recipe" if group.endswith("best") else "as specified"
+        spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
+        best, last = (spread, "") if group.endswith("best") else ("", spread)
+        lines.append(f"{name}, {len(s['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & "
                      f"noise: $\\pm${pct(noise)} \\\\")
     for row in rows:
         diff = ""
         if s:
-            d = 100 * (row["best_val_accuracy"] - mean)
+            d = 100 * (row[key] - mean)
             diff = f"{d:+.2f}" + ("" if abs(d) > 100 * noise else " (within noise)")
-        lines.append(f"{row['variant']} & {row['epochs']} & {pct(row['best_val_accuracy'])} "
-                     f"(epoch {row['best_epoch']}) & {diff} \\\\")
+        lines.append(f"{row['variant']} & {row['epochs']} & {pct(row['best_val_accuracy'])} ({row['best_epoch']}) & "
+                     f"{pct(row['final_val_accuracy'])} & {diff} \\\\")
     return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
 
 
@@ -158,6 +166,9 @@ def generate(results, author):
                       f"{prefix}HardestSe": pct((acc[order[0]] * (1 - acc[order[0]]) / sum(c["matrix"][order[0]])) ** 0.5, 1),
                       f"{prefix}Errors": str(sum(sum(row) for row in c["matrix"]) - sum(c["matrix"][i][i] for i in range(10))),
                       f"{prefix}TopCount": str(c["top_confusions"][0]["count"]),
+                      f"{prefix}TopShare": str(sum(t["count"] for t in c["top_confusions"][:6])),
+                      f"{prefix}RepeatedConfusions": ", ".join(f"{t['true']}$\\to${t['predicted']} ({t['count']})"
+                                                               for t in c["top_confusions"] if t["count"] > 1),
                       f"{prefix}TopConfusions": ", ".join(f"{t['true']}$\\to${t['predicted']} ({t['count']})"
                                                           for t in c["top_confusions"][:6])})
     for prefix, key in (("Mlp", "mlp_confusion"), ("Cnn", "cnn_confusion")):
@@ -186,9 +197,13 @@ def generate(results, author):
                  SeedCount=str(len(seeds["seeds"])), SeedLast=str(seeds["seeds"][-1]))
     for key, row in results.get("ablation", {}).items():
         name = "Abl" + key.replace("_", " ").title().replace(" ", "")
+        if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
+            stat = "best_val_accuracy" if row["group"].endswith("best") else "final_val_accuracy"
+            m[name + "Diff"] = f"{100 * (row[stat] - mean_sd(seeds[row['group']]['val'])[0]):+.2f}"
         m.update({name + "Best": pct(row["best_val_accuracy"]), name + "BestEpoch": str(row["best_epoch"]),
                   name + "Last": pct(row["final_val_accuracy"]), name + "Epochs": str(row["epochs"]),
-                  name + "LastTrain": pct(row["final_train_accuracy"])})
+                  name + "LastTrain": pct(row["final_train_accuracy"]),
+                  name + "LastGap": f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}"})
     if "bench" in results:
         b = results["bench"]
         m.update(BenchNumpy=f"{b['mlp_numpy']:.3f}", BenchTorch=f"{b['mlp_torch']:.3f}",
@@ -201,7 +216,7 @@ def generate(results, author):
     for group in ("mlp_best", "mlp_spec", "cnn_best", "cnn_spec"):
         rows = [row for row in results.get("ablation", {}).values() if row["group"] == group]
         if rows:
-            tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds)
+            tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds, results.get(group, {}).get("epochs", ""))
     return m, tables
 
 
