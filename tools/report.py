@@ -192,9 +192,8 @@ def generate(results, author):
         m.update(GraderSeconds=f"{total:.0f}", GraderMinutes=f"{total / 60:.1f}",
                  PartOneSeconds=f"{sum(v for k, v in seconds.items() if k[0] == '2'):.0f}",
                  PartTwoSeconds=f"{sum(v for k, v in seconds.items() if k[0] == '3'):.0f}")
-    if seeds.get("seconds"):
-        m.update(SeedMinutesMin=f"{min(seeds['seconds']) / 60:.1f}", SeedMinutesMax=f"{max(seeds['seconds']) / 60:.1f}",
-                 SeedCount=str(len(seeds["seeds"])), SeedLast=str(seeds["seeds"][-1]))
+    if seeds.get("seeds"):
+        m.update(SeedLast=str(seeds["seeds"][-1]))
     for key, row in results.get("ablation", {}).items():
         name = "Abl" + key.replace("_", " ").title().replace(" ", "")
         if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
