@@ -68,8 +68,7 @@ def main(argv=None):
     data = P.load_data(P.find_data_dir(args.data), ("train", "val"))  # validation only: no test split
     if args.quick:
         data = {s: (x[:P.QUICK[f"{s}_n"]], y[:P.QUICK[f"{s}_n"]]) for s, (x, y) in data.items()}
-    out = out_dir(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out = out_dir(args.out, writing=True)
     if args.which != "cnn":  # 2.8: how often 2.6's distortions put ink on pixels blank in every training image
         x = data["train"][0]
         blank = x.max(axis=0) == 0

@@ -127,8 +127,7 @@ def main(argv=None):
     bench = dict(best, images=n, rounds=rounds, quick=args.quick, torch_version=P.torch.__version__,
                  threads=P.torch.get_num_threads(), numpy_over_torch=round(best["mlp_numpy"] / best["mlp_torch"], 3),
                  cnn_over_plain=round(best["cnn_best"] / best["cnn_plain"], 3))
-    out = out_dir(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out = out_dir(args.out, writing=True)
     P.update_results(out, bench=bench)
     print(f"\nbest of {rounds} rounds, {n} training images, torch {bench['torch_version']} with {bench['threads']} "
           "threads:")

@@ -10,9 +10,13 @@ sys.path.insert(0, str(ROOT))
 import Project3 as P  # noqa: E402
 
 
-def out_dir(given):
-    """--out as the tools take it: the folder holding figures/results.json (default: the repository)."""
-    return Path(given).resolve() if given else ROOT
+def out_dir(given, writing=False):
+    """--out as the tools take it: the folder holding figures/results.json (default: the repository);
+    writing: make its figures/ folder if it is missing."""
+    out = Path(given).resolve() if given else ROOT
+    if writing:
+        (out / "figures").mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def run_tool(main, argv=None):

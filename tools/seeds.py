@@ -25,8 +25,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.seeds < 2:
         raise P.UserError(f"--seeds must be at least 2 for a spread, found {args.seeds}.")
-    out = out_dir(args.out)
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out = out_dir(args.out, writing=True)
     runs = {key: dict(val=[], test=[], best_epoch=[]) for key in NETWORKS}
     seconds = []
     for seed in range(args.seeds):
