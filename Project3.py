@@ -144,6 +144,22 @@ def update_results(out, merge=False, **entries):
     finally:
         lock.unlink(missing_ok=True)
 
+def read_weights(path, shapes, what, part):
+    """{name: float32 array} from an .npz written by np.savez, read without pickle; every array named in
+    shapes must be there, of that shape, with finite values. Anything else is a UserError."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            found = {name: saved[name].astype(np.float32) for name in shapes}
+    except Exception as err:  # missing, truncated, not an .npz, or without one of the arrays
+        raise UserError(f"{path}: no readable {what} weights ({type(err).__name__}: {err}); run "
+                        f"`python Project3.py --part {part}` (with the same --out) to make them.") from None
+    for name, shape in shapes.items():
+        if found[name].shape != shape or not np.isfinite(found[name]).all():
+            raise UserError(f"{path}: expected {name} of shape {shape} with finite values, found shape "
+                            f"{found[name].shape} with {np.count_nonzero(~np.isfinite(found[name]))} NaN or "
+                            "infinite values.")
+    return found
+
 plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "legend.fontsize": 8,  # 8 pt as printed
                      "axes.formatter.min_exponent": 4})  # log axes read 0.05, 0.1, 0.2 rather than 5x10^-2
 
@@ -237,18 +253,9 @@ class MLP:
     def load(cls, path):
         """Weights written by save(); missing, damaged, mis-shaped or non-finite ones are a UserError."""
         net = cls()
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                found = {name: saved[name].astype(np.float32) for name in net.params()}
-        except Exception as err:  # missing, truncated, not an .npz, or without one of the four arrays
-            raise UserError(f"{path}: no readable MLP weights ({type(err).__name__}: {err}); run "
-                            "`python Project3.py --part mlp` (with the same --out) to make them.") from None
-        for name, theta in net.params().items():
-            if found[name].shape != theta.shape or not np.isfinite(found[name]).all():
-                raise UserError(f"{path}: expected {name} of shape {theta.shape} with finite values, found shape "
-                                f"{found[name].shape} with {np.count_nonzero(~np.isfinite(found[name]))} NaN or "
-                                "infinite values.")
-            setattr(net, name, found[name])
+        shapes = {name: theta.shape for name, theta in net.params().items()}
+        for name, theta in read_weights(path, shapes, "MLP", "mlp").items():
+            setattr(net, name, theta)
         return net
 
 class AdamMLP(MLP):
@@ -333,7 +340,8 @@ def plot_curves(runs, title, out, name, ylim=50, train_label="training images"):
             ax.grid(alpha=0.3)
         row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(ylim, 100.3))
         row[1].set(title=f"{label}: loss", ylabel="cross-entropy per image", yscale="log")
-    fig.supxlabel("gradient steps", fontsize=8)
+    for ax in axes[-1]:  # (fig.supxlabel needs matplotlib >= 3.4)
+        ax.set_xlabel("gradient steps")
     axes[0, 0].legend(loc="lower right")
     fig.suptitle(title, fontsize=8.5)
     fig.tight_layout()
@@ -505,7 +513,7 @@ def cnn_log_probs(net, x, chunk=500):
     """log softmax of the class scores of every image; small chunks keep each layer's output in cache."""
     device = next(net.parameters()).device
     net.eval()
-    with torch.inference_mode():
+    with torch.no_grad():
         log_probs = [F.log_softmax(net(torch.from_numpy(x[i:i + chunk]).to(device)), 1).cpu()
                      for i in range(0, len(x), chunk)]
     net.train()
@@ -538,19 +546,17 @@ def train_cnn(net, data, epochs, batch, optimizer, loss_fn, seed, tag, scheduler
             best = dict(val_acc=history["val_acc"][-1], state={k: v.clone() for k, v in net.state_dict().items()})
     return history, best
 
-def save_cnn(net, path):
-    write_atomically(path, lambda tmp: torch.save(net.state_dict(), tmp))
+def save_cnn(net, path):  # the state dict as plain arrays: no pickle to write, none to read
+    write_atomically(path, lambda tmp: np.savez(open(tmp, "wb"), **{k: v.cpu().numpy() for k, v in net.state_dict().items()}))
 
 def load_cnn(path, device):
-    """Weights written by save_cnn, read safely (weights_only); anything wrong with them is a UserError."""
+    """Weights written by save_cnn (an .npz read without pickle); anything wrong with them is a UserError."""
+    if not path.is_file() and path.with_suffix(".pt").is_file():
+        raise UserError(f"{path.with_suffix('.pt')} holds the CNN in the old pickle format, which is never read; "
+                        f"remake it with `python Project3.py --part cnn` or convert it with tools/convert_weights.py.")
     net = ConvNet()
-    try:
-        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as err:  # missing, truncated, not a state dict, other layers or shapes
-        raise UserError(f"{path}: no readable weights of the template CNN ({type(err).__name__}); run "
-                        "`python Project3.py --part cnn` (with the same --out) to make them.") from None
-    if not all(torch.isfinite(p).all() for p in net.parameters()):
-        raise UserError(f"{path}: the CNN's weights hold NaN or infinite values.")
+    shapes = {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
+    net.load_state_dict({k: torch.from_numpy(v) for k, v in read_weights(path, shapes, "the template CNN", "cnn").items()})
     return net.to(device)
 
 # ==== 3.3 Over-fitting? The 3.2 training on the first 2000 images, then on all 50000, as in 2.5. ========
@@ -569,13 +575,32 @@ def section_3_3(data, args):
                                loss_fn, args.seed, f"3.3, {n} images")
         entries[key] = summary(history, start, train_n=n, val_accuracy=history["val_acc"][-1])
         runs.append((f"{'first' if n < len(x) else 'all'} {n} images, {epochs} epochs", history))
-    save_cnn(net, args.out / "weights" / "cnn_spec.pt")  # the network trained on all the images
+    save_cnn(net, args.out / "weights" / "cnn_spec.npz")  # the network trained on all the images
     entries["cnn_spec"].update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     plot_curves(runs, f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}", args.out,
                 "cnn_study")
     update_results(args.out, **entries)
 
 # ==== 3.4 How well does it work? The template CNN, trained better. ======================================
+class SmoothedCrossEntropy(Module):
+    """Cross-entropy with label smoothing s (Szegedy et al. 2016), written out: the target puts 1 - s + s/10
+    on the true digit and s/10 on every digit, so the loss is (1 - s) (-log p_true) + s mean_j(-log p_j)."""
+
+    def __init__(self, smoothing):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, scores, labels):
+        log_probs = F.log_softmax(scores, dim=1)
+        true = -log_probs.gather(1, labels[:, None])[:, 0]
+        return ((1 - self.smoothing) * true - self.smoothing * log_probs.mean(dim=1)).mean()
+
+def smoothed_cross_entropy(smoothing):  # torch's own where it has one (torch >= 1.10), else the same loss written out
+    try:
+        return torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
+    except TypeError:
+        return SmoothedCrossEntropy(smoothing)
+
 def train_cnn_best(cfg, data, seed, device):
     """The 3.4 recipe: Adam with a one-cycle learning rate, label smoothing, random affine distortions."""
     torch.manual_seed(seed)  # the initial weights
@@ -583,7 +608,7 @@ def train_cnn_best(cfg, data, seed, device):
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     steps = cfg["epochs"] * -(-len(data["train"][0]) // cfg["batch"])  # epochs x ceil(images / batch)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg["lr"], total_steps=steps)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg["label_smoothing"])
+    loss_fn = smoothed_cross_entropy(cfg["label_smoothing"])
     history, best = train_cnn(net, data, cfg["epochs"], cfg["batch"], optimizer, loss_fn, seed, "3.4", scheduler,
                               cfg["augment"], TRAIN_EVAL_N)
     net.load_state_dict(best["state"])  # the weights of the best epoch on validation
@@ -593,7 +618,7 @@ def section_3_4(data, args):
     cfg = dict(CNN_BEST, epochs=QUICK["epochs"]) if args.quick else CNN_BEST
     start = time.perf_counter()
     net, history, best = train_cnn_best(cfg, data, args.seed, args.device)
-    save_cnn(net, args.out / "weights" / "cnn.pt")
+    save_cnn(net, args.out / "weights" / "cnn.npz")
     plot_curves([(f"{cfg['epochs']} epochs", history)], "CNN of 3.4: Adam, one-cycle learning rate, label smoothing, "
                 "random affine distortions", args.out, "cnn_best_training", 95, f"first {TRAIN_EVAL_N} training images")
     log_probs = cnn_log_probs(net, data["test"][0])
@@ -632,7 +657,9 @@ def check_options(args):
                         "not installed here (pip install torch); Part 1 (--part mlp) does not.")
     if args.device == "cuda" and (torch is None or not torch.cuda.is_available()):
         raise UserError("--device cuda was asked for, but torch finds no CUDA device on this machine.")
-    args.device = args.device or ("cuda" if torch is not None and torch.cuda.is_available() else "cpu")
+    uses_torch = torch is not None and args.part != "mlp" and (args.section or "3")[0] == "3"
+    if args.device is None:  # asked only where Part 2 runs: torch 1.7 warns when it finds no driver
+        args.device = "cuda" if uses_torch and torch.cuda.is_available() else "cpu"
     data = load_data(find_data_dir(args.data), ("test",) if args.part == "eval" else ("train", "val", "test"))
     if args.part == "eval":  # which writes nothing
         return data
@@ -676,10 +703,10 @@ def run_eval(args):
     x, y = check_options(args)["test"]
     weights = args.out / "weights"
     report = {"mlp": dict(accuracy=round(scores(mlp_log_probs(MLP.load(weights / "mlp.npz"), x), y)[0], 4), n=len(y))}
-    if (weights / "cnn.pt").is_file() and torch is None:
-        print(f"note: {weights / 'cnn.pt'} not evaluated: PyTorch is not installed.", file=sys.stderr)
-    elif (weights / "cnn.pt").is_file():
-        net = load_cnn(weights / "cnn.pt", args.device)
+    if (weights / "cnn.npz").is_file() and torch is None:
+        print(f"note: {weights / 'cnn.npz'} not evaluated: PyTorch is not installed.", file=sys.stderr)
+    elif (weights / "cnn.npz").is_file() or (weights / "cnn.pt").is_file():  # an old .pt: load_cnn says what to do
+        net = load_cnn(weights / "cnn.npz", args.device)
         report["cnn"] = dict(accuracy=round(scores(cnn_log_probs(net, x), y)[0], 4), n=len(y))
     print(json.dumps(report))
 
