@@ -23,23 +23,24 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-import numpy as np
+try:
+    import matplotlib.pyplot as plt
+    import numpy as np
 
-try:  # Part 2 only: Part 1 runs where torch is missing or broken
-    import torch
-    import torch.nn.functional as F
-except KeyboardInterrupt:  # Ctrl-C during the slow import: the same one line as later on
+    try:  # Part 2 only: Part 1 runs where torch is missing or broken
+        import torch
+        import torch.nn.functional as F
+    except Exception as error:  # not installed, a broken install, a missing library: no Part 2
+        torch = None
+        F = None
+        TORCH_PROBLEM = f"{type(error).__name__}: {error}"
+    else:
+        TORCH_PROBLEM = None
+except KeyboardInterrupt:  # Ctrl-C during the slow imports: the same one line as later on
     print(
         "Project3.py: interrupted before the first section; nothing was written.", file=sys.stderr
     )
     sys.exit(130)
-except Exception as error:  # not installed, a broken install, a missing library: no Part 2
-    torch = None
-    F = None
-    TORCH_PROBLEM = f"{type(error).__name__}: {error}"
-else:
-    TORCH_PROBLEM = None
 
 Module = object if torch is None else torch.nn.Module  # the base class of the CNN of Part 2
 plt.switch_backend("Agg")  # figures go to files; nothing waits for a window
@@ -56,10 +57,10 @@ MLP_STUDY = {  # 2.5: the specified training on the first 2000 images, then on a
     "epochs_full": 60,  # 60 epochs x 196 steps; the curves still rise (600 epochs: report, 2.5)
 }
 MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the validation split
-    "epochs": 100,  # validation accuracy peaks in the 70s-90s of the cosine decay
-    "batch": 128,  # more, smaller steps than 256 did better with Adam
-    "lr": 3e-3,  # Adam's learning rate at the start of the cosine decay (get_lr)
-    "lr_final": 2e-5,  # ... and at its end
+    "epochs": 100,  # best epochs 61-88 over 5 seeds; 200 epochs did no better (98.32 %)
+    "batch": 128,  # batch 64 (at lr 0.002) scored lower on validation: 98.16 against 98.32 %
+    "lr": 3e-3,  # Adam's learning rate in the first epoch of the cosine decay (get_lr)
+    "lr_final": 2e-5,  # ... falling to this in the last
     "augment": {  # random affine distortions of each training image, drawn afresh every time
         "rotate_deg": 8.0,  # rotation by up to +-8 degrees
         "scale": 0.08,  # scaling by 1 +- 0.08
@@ -73,11 +74,11 @@ CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "epochs_full": 15,  # 2940 steps; validation has levelled off (40 epochs: report, 3.2)
 }
 CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the validation split
-    "epochs": 50,  # 35 did as well within the noise (report, 3.4)
-    "batch": 128,
+    "epochs": 50,  # best epochs 35-45 over 5 seeds; 35 epochs did as well (report, 3.4)
+    "batch": 128,  # as in 2.6
     "lr": 3e-3,  # the peak of Adam's one-cycle learning rate
-    "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit
-    "augment": {  # stronger than 2.6's: the convolutions have capacity to spare
+    "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
+    "augment": {  # stronger than 2.6's: lighter ones scored 99.30 % on validation against 99.50 %
         "rotate_deg": 12.0,
         "scale": 0.10,
         "shear": 0.15,
@@ -285,7 +286,7 @@ def batches(n, batch, rng):
     return [order[start : start + batch] for start in range(0, n, batch)]
 
 
-def train_epoch(net, x, Y, batch, lr, rng, augment=None):
+def train_epoch(net, x, Y, *, batch, lr, rng, augment=None):
     """One pass over the images x (one-hot targets Y) in random mini-batches; returns the steps."""
     minibatches = batches(len(x), batch, rng)
     for idx in minibatches:
@@ -315,7 +316,7 @@ def scores(log_probs, y):
     return accuracy, cross_entropy
 
 
-def log_epoch(history, tag, epoch, epochs, steps, train, val, start):
+def log_epoch(history, *, tag, epoch, epochs, steps, train, val, start):
     """Record and print an epoch's (accuracy, loss) on training and validation images; returns
     True if its validation accuracy is the best so far."""
     best_before = max(history.get("val_acc", [-1]))
@@ -337,7 +338,7 @@ def log_epoch(history, tag, epoch, epochs, steps, train, val, start):
     return history["val_acc"][-1] > best_before
 
 
-def get_lr(epoch, epochs, lr, lr_final=None):
+def get_lr(epoch, epochs, *, lr, lr_final=None):
     """The learning rate of an epoch (1 to epochs): constant (2.4), or with lr_final the cosine
     decay of 2.6 from lr in the first epoch towards lr_final (Loshchilov and Hutter, 2017)."""
     if lr_final is None:
@@ -360,11 +361,12 @@ def train_mlp(
     start = time.perf_counter()
     steps = 0
     for epoch in range(1, epochs + 1):
-        lr_now = get_lr(epoch, epochs, lr, lr_final)
-        steps += train_epoch(net, x, Y, batch, lr_now, rng, augment)
+        lr_now = get_lr(epoch, epochs, lr=lr, lr_final=lr_final)
+        steps += train_epoch(net, x, Y, batch=batch, lr=lr_now, rng=rng, augment=augment)
         train = scores(mlp_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
         val = scores(mlp_log_probs(net, data["val"][0]), data["val"][1])
-        if log_epoch(history, tag, epoch, epochs, steps, train, val, start):
+        progress = {"epoch": epoch, "epochs": epochs, "steps": steps, "start": start}
+        if log_epoch(history, tag=tag, train=train, val=val, **progress):
             params = {name: theta.copy() for name, theta in net.params().items()}
             best = {"val_acc": history["val_acc"][-1], "params": params}
     return history, best
@@ -401,7 +403,7 @@ def study_size(n, small_n, quick):
     return min(small_n, n // 3)
 
 
-def plot_curves(runs, title, out, name, ylim=50, train_label="training images"):
+def plot_curves(runs, *, title, out, name, ylim=50, train_label="training images"):
     """Accuracy and loss against gradient steps, a row per run, on shared axes so that the runs
     compare by eye."""
     fig, axes = plt.subplots(
@@ -460,7 +462,7 @@ def section_2_5(data, args):
     test_log_probs = mlp_log_probs(net, data["test"][0])
     measured["mlp_spec"].update(test_scores(test_log_probs, data["test"]))
     title = f"MLP: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
-    plot_curves(runs, title, args.out, "mlp_study")
+    plot_curves(runs, title=title, out=args.out, name="mlp_study")
     return measured
 
 
@@ -556,7 +558,9 @@ def section_2_6(data, args):
     title = "MLP of 2.6: Adam, cosine learning-rate decay, random affine distortions"
     runs = [(f"{cfg['epochs']} epochs", history)]
     train_label = f"first {TRAIN_EVAL_N} training images"
-    plot_curves(runs, title, args.out, "mlp_best_training", ylim=90, train_label=train_label)
+    plot_curves(
+        runs, title=title, out=args.out, name="mlp_best_training", ylim=90, train_label=train_label
+    )
     test_log_probs = mlp_log_probs(net, data["test"][0])
     entry = summary(history, start, val_accuracy=best["val_acc"], config=cfg)
     entry.update(test_scores(test_log_probs, data["test"]))
@@ -573,7 +577,7 @@ def confusion_matrix(y, predicted):
     return C
 
 
-def confusion_section(key, predicted, test, out, title):
+def confusion_section(key, *, predicted, test, out, title):
     """The 10x10 confusion matrix on the test split, and the test images behind its largest
     off-diagonal counts; returns the matrix and what the report quotes of it."""
     x, y = test
@@ -612,7 +616,9 @@ def section_2_7(data, args):
     """The confusion matrix of the 2.6 network (weights/mlp.npz) on the test split."""
     net = MLP.load(args.out / "weights" / "mlp.npz")
     predicted = mlp_log_probs(net, data["test"][0]).argmax(axis=1)
-    return confusion_section("mlp", predicted, data["test"], args.out, "MLP of 2.6")
+    return confusion_section(
+        "mlp", predicted=predicted, test=data["test"], out=args.out, title="MLP of 2.6"
+    )
 
 
 # ==== 2.8 The rows of W1 as 28x28 templates, as specified (2.5) and trained better (2.6). ========
@@ -789,7 +795,8 @@ def train_cnn(
                 scheduler.step()
         train = scores(cnn_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
         val = scores(cnn_log_probs(net, data["val"][0]), data["val"][1])
-        if log_epoch(history, tag, epoch, epochs, steps, train, val, start):
+        progress = {"epoch": epoch, "epochs": epochs, "steps": steps, "start": start}
+        if log_epoch(history, tag=tag, train=train, val=val, **progress):
             state = {name: tensor.clone() for name, tensor in net.state_dict().items()}
             best = {"val_acc": history["val_acc"][-1], "state": state}
     return history, best
@@ -848,7 +855,7 @@ def section_3_3(data, args):
         (f"all {full['train_n']} images, {full['epochs']} epochs", full["history"]),
     ]
     title = f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
-    plot_curves(runs, title, args.out, "cnn_study")
+    plot_curves(runs, title=title, out=args.out, name="cnn_study")
     entry = summary(history, start, train_n=n, val_accuracy=history["val_acc"][-1])
     return {"cnn_spec_2000": entry}
 
@@ -885,7 +892,7 @@ def steps_per_epoch(n, batch):
     return (n + batch - 1) // batch  # the last batch may be smaller
 
 
-def train_cnn_best(cfg, data, seed, device):
+def train_cnn_best(cfg, data, *, seed, device):
     """The 3.4 recipe: Adam with a one-cycle learning rate (Smith and Topin, 2019), label
     smoothing, the random affine distortions of 2.6, and the best validation epoch's weights."""
     torch.manual_seed(seed)  # the initial weights
@@ -916,20 +923,22 @@ def section_3_4(data, args):
     """The 3.4 recipe on all 50000 images; then its test accuracy and confusion matrix."""
     cfg = dict(CNN_BEST, epochs=QUICK["epochs"]) if args.quick else CNN_BEST
     start = time.perf_counter()
-    net, history, best = train_cnn_best(cfg, data, args.seed, args.device)
+    net, history, best = train_cnn_best(cfg, data, seed=args.seed, device=args.device)
     save_cnn(net, args.out / "weights" / "cnn.npz")
     title = "CNN of 3.4: Adam, one-cycle learning rate, label smoothing, random affine distortions"
     runs = [(f"{cfg['epochs']} epochs", history)]
     train_label = f"first {TRAIN_EVAL_N} training images"
-    plot_curves(runs, title, args.out, "cnn_best_training", ylim=95, train_label=train_label)
+    plot_curves(
+        runs, title=title, out=args.out, name="cnn_best_training", ylim=95, train_label=train_label
+    )
     test_log_probs = cnn_log_probs(net, data["test"][0])
     entry = summary(history, start, val_accuracy=best["val_acc"], config=cfg, device=args.device)
     entry.update(test_scores(test_log_probs, data["test"]))
     predicted = test_log_probs.argmax(axis=1)
-    return {
-        "cnn_best": entry,
-        **confusion_section("cnn", predicted, data["test"], args.out, "CNN of 3.4"),
-    }
+    confusion = confusion_section(
+        "cnn", predicted=predicted, test=data["test"], out=args.out, title="CNN of 3.4"
+    )
+    return {"cnn_best": entry, **confusion}
 
 
 # ==== Files and faults: checked inputs, whole files, one-sentence errors. =========================
@@ -937,7 +946,8 @@ def section_3_4(data, args):
 # not at all; a problem is one sentence on stderr and exit status 2.
 
 HERE = Path(__file__).resolve().parent
-STALE_SECONDS = 60  # a lock or temporary file older than this was left by a run that was killed
+STALE_LOCK_SECONDS = 10  # an update holds the lock for milliseconds: older, its run was killed
+STALE_TMP_SECONDS = 600  # a temporary lives for one write, seconds at most
 
 
 class UserError(Exception):
@@ -978,14 +988,14 @@ def check_regular_file(path):
 
 
 def read_npy_header(file, path):
-    """(shape, dtype) of the .npy array in an open file, from its header alone; the array is
-    refused if the file is too short for it, so a crafted header allocates nothing."""
+    """(shape, dtype, where the data start) of the .npy array in an open file, from its header
+    alone: what the file claims to hold can be checked before anything is allocated for it."""
     try:
         version = np.lib.format.read_magic(file)
         if version == (1, 0):
-            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(file)
+            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
         else:
-            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(file)
+            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
     except Exception as error:  # not .npy, an unknown version, a damaged header
         raise UserError(
             f"{path}: not a readable .npy array ({type(error).__name__}: {error})."
@@ -1028,7 +1038,6 @@ def read_npy(path, kinds, what):
 
 def write_arrays(path, arrays):
     """An .npz of plain arrays (np.savez), written whole."""
-
     write_whole(path, savez_to, arrays)
 
 
@@ -1207,7 +1216,7 @@ def take_lock(lock):
             pass
         except OSError as error:
             raise UserError(f"cannot create {lock} ({error.strerror or error}).") from None
-        if age_seconds(lock) > STALE_SECONDS:
+        if age_seconds(lock) > STALE_LOCK_SECONDS:
             remove_stale_lock(lock)
         elif time.monotonic() > deadline:
             raise UserError(
@@ -1223,11 +1232,11 @@ def remove_stale_lock(lock):
     try:
         guard.touch(exist_ok=False)
     except FileExistsError:
-        if age_seconds(guard) > STALE_SECONDS:  # its holder was killed in those microseconds
+        if age_seconds(guard) > STALE_LOCK_SECONDS:  # its holder was killed in those microseconds
             release(guard)
         return
     try:
-        if age_seconds(lock) > STALE_SECONDS:
+        if age_seconds(lock) > STALE_LOCK_SECONDS:
             release(lock)
             print(f"note: removed {lock}, left by a run that was stopped.", file=sys.stderr)
     finally:
@@ -1245,7 +1254,7 @@ def remove_stale_temporaries(out):
     """Temporaries that a killed run left: a temporary lives for the seconds of one write."""
     for folder in (out / "figures", out / "weights"):
         for tmp in folder.glob(".*.tmp"):
-            if age_seconds(tmp) > STALE_SECONDS:
+            if age_seconds(tmp) > STALE_TMP_SECONDS:
                 release(tmp)
 
 
@@ -1325,7 +1334,7 @@ def check_before_training(args, sections):
             "(--part mlp) does not."
         )
     uses_torch = torch is not None and any(section[0] == "3" for section in sections)
-    if args.device == "cuda" and not (uses_torch and torch.cuda.is_available()):
+    if args.device == "cuda" and (torch is None or not torch.cuda.is_available()):
         raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
     if args.device is None:  # asked only where Part 2 runs: torch 1.7 warns if it finds no driver
         args.device = "cuda" if uses_torch and torch.cuda.is_available() else "cpu"
@@ -1410,8 +1419,6 @@ def print_summary(args, measured, sections, seconds):
 def run_eval(args):
     """The saved networks on the test split of --data (or the default folder); writes nothing and
     prints JSON last."""
-    if not 0 <= args.seed < 2**32:
-        raise UserError(f"--seed must lie in 0 to {2**32 - 1}, found {args.seed}.")
     x, y = load_data(find_data_dir(args.data), ("test",))["test"]
     weights = args.out / "weights"
     mlp = MLP.load(weights / "mlp.npz")

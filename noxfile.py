@@ -1,15 +1,16 @@
 """The supported range, tested at both ends: `nox` runs every session, `nox -s oldest` one of them.
 
-Project3.py promises Python 3.8-3.13, numpy 1.19+, matplotlib 3.3+ and torch 1.7+. The pinned stack of
-requirements.txt (Python 3.11) is tested by README's test command; these sessions test the two ends:
+Project3.py promises Python 3.8-3.13, numpy 1.19+, matplotlib 3.3+ and torch 1.7+. The pinned
+stack of requirements.txt (Python 3.11) is tested by README's test command; these sessions test the
+two ends:
 
   oldest  Python 3.8, numpy 1.19.5, matplotlib 3.3.4, torch 1.7.1: a grader's setup in spring 2021
   newest  Python 3.13 with the newest numpy, matplotlib and torch that install here
 
-Each runs the tests that apply to the graded file, then the grader's quick run: Project3.py copied alone
-beside the data and started from another folder. The interpreters come from pyenv (.ci/run makes
-python3.8 and python3.13 visible); pip keeps its wheel cache and nox reuses an existing environment, so
-a second run installs nothing.
+Each runs the tests that apply to the graded file, then the grader's quick run: Project3.py copied
+alone beside the data and started from another folder. The interpreters come from pyenv (.ci/run
+makes python3.8 and python3.13 visible); pip keeps its wheel cache and nox reuses an existing
+environment, so a second run installs nothing.
 """
 
 import os
@@ -57,8 +58,12 @@ def graders_quick_run(session):
 @nox.session(python="3.8", venv_backend="venv")  # virtualenv 21+ cannot seed 3.8
 def oldest(session):
     session.install(*OLDEST)
-    session.run("python", "-c", "import numpy, matplotlib, torch; print(numpy.__version__, "
-                "matplotlib.__version__, torch.__version__)")
+    session.run(
+        "python",
+        "-c",
+        "import numpy, matplotlib, torch; print(numpy.__version__, "
+        "matplotlib.__version__, torch.__version__)",
+    )
     # The tools (report, bench, ablation, ...) are developer tooling on the pinned stack.
     session.run("python", "-m", "pytest", "-q", "tests", "--ignore=tests/test_tools.py")
     graders_quick_run(session)
@@ -67,7 +72,11 @@ def oldest(session):
 @nox.session(python="3.13", venv_backend="venv")
 def newest(session):
     session.install(*NEWEST)
-    session.run("python", "-c", "import numpy, matplotlib, torch; print(numpy.__version__, "
-                "matplotlib.__version__, torch.__version__)")
+    session.run(
+        "python",
+        "-c",
+        "import numpy, matplotlib, torch; print(numpy.__version__, "
+        "matplotlib.__version__, torch.__version__)",
+    )
     session.run("python", "-m", "pytest", "-q", "tests")
     graders_quick_run(session)

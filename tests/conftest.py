@@ -1,11 +1,13 @@
-"""Shared helpers: Project3.py imported from the repository root, small data folders, a grader's layout
-(the script alone beside its data), and running the script as a grader would."""
+"""Shared helpers: Project3.py imported from the repository root, small data folders, a grader's
+layout (the script alone beside its data), and running the script as a grader would."""
+
 import importlib.util
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 
 import numpy as np
 import pytest
@@ -35,7 +37,7 @@ def write_split(folder, split, images, labels):
 def make_small_data(folder, n_train=600, n_val=300, n_test=300, test=None, as_float=False):
     """A small copy of the real MNIST in the assignment's layout: uint8, or float32 in [0, 1] with
     as_float. test: replaces the test split with these (images, labels) when given."""
-    for split, n in dict(train=n_train, val=n_val, test=n_test).items():
+    for split, n in {"train": n_train, "val": n_val, "test": n_test}.items():
         images = np.load(REAL_DATA / f"MNIST_{split}_images.npy", mmap_mode="r")[:n]
         labels = np.load(REAL_DATA / f"MNIST_{split}_labels.npy")[:n]
         images = images.astype(np.float32) / 255 if as_float else np.ascontiguousarray(images)
@@ -45,22 +47,31 @@ def make_small_data(folder, n_train=600, n_val=300, n_test=300, test=None, as_fl
     return folder
 
 
-def block_torch(folder):
-    """A folder which, first on PYTHONPATH, makes `import torch` fail as on a machine without torch."""
+def fake_torch(folder, body):
+    """A folder which, first on PYTHONPATH, replaces torch by a package whose __init__ is body."""
     (folder / "torch").mkdir(parents=True, exist_ok=True)
-    (folder / "torch" / "__init__.py").write_text(
-        "raise ModuleNotFoundError(\"No module named 'torch' (blocked by the test)\", name='torch')\n")
+    (folder / "torch" / "__init__.py").write_text(body)
     return folder
 
 
-def run_script(script, *args, cwd, blocked=None, timeout=300):
+def block_torch(folder):
+    """A folder which, first on PYTHONPATH, makes `import torch` fail as where it is missing."""
+    message = "No module named 'torch' (blocked by the test)"
+    return fake_torch(folder, f'raise ModuleNotFoundError("{message}", name="torch")\n')
+
+
+def run_script(script, *args, cwd, blocked=None, timeout=300, python_flags=(), stdout=PIPE):
+    """Run a script as a grader would; blocked: a folder to put first on PYTHONPATH."""
     env = dict(os.environ, **({"PYTHONPATH": str(blocked)} if blocked else {}))
-    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    command = [sys.executable, *python_flags, str(script), *map(str, args)]
+    return subprocess.run(
+        command, cwd=cwd, env=env, stdout=stdout, stderr=PIPE, text=True, timeout=timeout
+    )
 
 
 def grader_folder(base):
-    """Project3.py alone beside Project3_Data (the other spelling) holding float32 images in [0, 1]."""
+    """Project3.py alone beside Project3_Data (the other spelling) holding float32 images in
+    [0, 1], and another folder to start it from."""
     folder = base / "submission"
     folder.mkdir(parents=True)
     shutil.copy(SCRIPT, folder / "Project3.py")
@@ -69,10 +80,15 @@ def grader_folder(base):
     return folder, base / "elsewhere"
 
 
+def leftovers(folder):
+    """Temporaries and locks under folder: a finished or interrupted run leaves none."""
+    return [p for p in Path(folder).rglob("*") if p.name.endswith((".tmp", ".lock", ".takeover"))]
+
+
 @pytest.fixture(scope="session")
 def quick_run(tmp_path_factory):
-    """The grader's quick run with torch, once per session: `python Project3.py --quick` in a grader's
-    layout, started from another folder. Returns (folder, completed process)."""
+    """The grader's quick run with torch, once per session: `python Project3.py --quick` in a
+    grader's layout, started from another folder. Returns (folder, completed process)."""
     if P.torch is None:
         pytest.skip("needs torch")
     folder, elsewhere = grader_folder(tmp_path_factory.mktemp("quick"))

@@ -1,11 +1,12 @@
 """The template CNN of Part 2: shapes, the 3.1 description, training, saving and loading, and the
 distortions, which must be the numpy ones of 2.6."""
+
 import json
 
 import numpy as np
 import pytest
 
-from conftest import P, REAL_DATA
+from conftest import REAL_DATA, P
 
 torch = pytest.importorskip("torch")
 
@@ -18,12 +19,30 @@ def test_shapes_and_parameter_count_of_the_template():
 
 def test_section_3_1_describes_the_module_itself(tmp_path):
     assert P.main(["--section", "3.1", "--out", str(tmp_path)]) == 0
-    rows = json.loads((tmp_path / "figures" / "results.json").read_text())["cnn_architecture"]["layers"]
+    rows = json.loads((tmp_path / "figures" / "results.json").read_text())["cnn_architecture"][
+        "layers"
+    ]
     by_layer = {r["layer"]: r for r in rows}
-    assert [r["layer"] for r in rows] == ["conv1", "relu", "pool", "conv2", "relu", "pool", "flatten", "fc1", "relu",
-                                          "fc2", "relu", "fc3"]
+    assert [r["layer"] for r in rows] == [
+        "conv1",
+        "relu",
+        "pool",
+        "conv2",
+        "relu",
+        "pool",
+        "flatten",
+        "fc1",
+        "relu",
+        "fc2",
+        "relu",
+        "fc3",
+    ]
     assert by_layer["conv1"]["output"] == [6, 24, 24] and by_layer["conv2"]["output"] == [16, 8, 8]
-    assert (by_layer["conv1"]["kernel_size"], by_layer["conv1"]["stride"], by_layer["conv1"]["padding"]) == (5, 1, 0)
+    assert (
+        by_layer["conv1"]["kernel_size"],
+        by_layer["conv1"]["stride"],
+        by_layer["conv1"]["padding"],
+    ) == (5, 1, 0)
     assert [r["output"] for r in rows if r["layer"] == "pool"] == [[6, 12, 12], [16, 4, 4]]
     assert by_layer["fc1"]["input"] == [256] and by_layer["fc1"]["params"] == 256 * 120 + 120
     assert sum(r["params"] for r in rows) == 44426
@@ -33,21 +52,32 @@ def test_torch_distortions_are_the_numpy_ones():
     x = np.load(REAL_DATA / "MNIST_val_images.npy")[:64].astype(np.float32) / 255
     augment = P.CNN_BEST["augment"]
     numpy_images = P.augment_affine(x, np.random.default_rng(3), **augment)
-    torch_images = P.distort(torch.from_numpy(x), P.random_affine(64, np.random.default_rng(3), **augment))
+    torch_images = P.distort(
+        torch.from_numpy(x), P.random_affine(64, np.random.default_rng(3), **augment)
+    )
     np.testing.assert_allclose(torch_images.numpy(), numpy_images, atol=1e-4)
     assert np.abs(numpy_images - x).mean() > 0.02  # and they do distort
 
 
 def test_train_cnn_lowers_the_loss_and_repeats_exactly_on_the_cpu():
     x, y = P.load_data(REAL_DATA, ("val",))["val"]
-    data = dict(train=(x[:512], y[:512]), val=(x[512:768], y[512:768]))
+    data = {"train": (x[:512], y[:512]), "val": (x[512:768], y[512:768])}
     states = []
     for _ in range(2):
         torch.manual_seed(0)
         net = P.ConvNet()
         optimizer = torch.optim.SGD(net.parameters(), lr=P.SPEC["lr"])
-        history, _ = P.train_cnn(net, data, 3, 64, optimizer, torch.nn.CrossEntropyLoss(reduction="sum"), 0, "test",
-                                 augment=P.CNN_BEST["augment"])
+        history, _ = P.train_cnn(
+            net,
+            data,
+            epochs=3,
+            batch=64,
+            optimizer=optimizer,
+            loss_fn=torch.nn.CrossEntropyLoss(reduction="sum"),
+            seed=0,
+            tag="test",
+            augment=P.CNN_BEST["augment"],
+        )
         states.append(net.state_dict())
     assert history["train_loss"][-1] < history["train_loss"][0] and history["step"] == [8, 16, 24]
     for k in states[0]:
@@ -65,14 +95,19 @@ def test_save_and_load_give_identical_predictions(tmp_path):
 
 
 def test_label_smoothing_written_out_is_torchs_where_torch_has_it():
-    """SmoothedCrossEntropy stands in for CrossEntropyLoss(label_smoothing=...) on torch < 1.10. On every
-    version it is checked against the formula in numpy; where torch has the option, against torch."""
+    """SmoothedCrossEntropy stands in for CrossEntropyLoss(label_smoothing=...) on torch < 1.10.
+    On every version it is checked against the formula in numpy; where torch has the option,
+    against torch."""
     generator = torch.Generator().manual_seed(0)
     scores = (3 * torch.randn(64, 10, generator=generator, dtype=torch.float64)).requires_grad_()
     labels = torch.randint(0, 10, (64,), generator=generator)
     ours = P.SmoothedCrossEntropy(0.05)(scores, labels)
     s = scores.detach().numpy()
-    log_p = s - s.max(1, keepdims=True) - np.log(np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True))
+    log_p = (
+        s
+        - s.max(1, keepdims=True)
+        - np.log(np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True))
+    )
     target = np.full((64, 10), 0.05 / 10)
     target[np.arange(64), labels.numpy()] += 0.95
     assert ours.item() == pytest.approx(-(target * log_p).sum(1).mean(), rel=1e-12)

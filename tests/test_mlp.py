@@ -1,11 +1,13 @@
-"""The numpy MLP of sections 2.1-2.4: its API, its gradients (finite differences and torch autograd),
-numerical stability, the training loop's call order, determinism, learning, saving and loading."""
+"""The numpy MLP of sections 2.1-2.4: its API, its gradients (finite differences and torch
+autograd), numerical stability, the training loop's call order, determinism, learning, saving and
+loading."""
+
 import warnings
 
 import numpy as np
 import pytest
 
-from conftest import P, REAL_DATA
+from conftest import REAL_DATA, P
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -31,7 +33,12 @@ def real(split, n):
 
 def test_initialisation_follows_section_2_2():
     net = P.MLP(seed=1)
-    assert net.W1.shape == (64, 784) and net.b1.shape == (64,) and net.W2.shape == (10, 64) and net.b2.shape == (10,)
+    assert (
+        net.W1.shape == (64, 784)
+        and net.b1.shape == (64,)
+        and net.W2.shape == (10, 64)
+        and net.b2.shape == (10,)
+    )
     assert all(getattr(net, n).dtype == np.float32 for n in PARAMS)
     assert not net.b1.any() and not net.b2.any()
     assert abs(net.W1.std() - 0.1) < 0.005 and abs(net.W1.mean()) < 0.005
@@ -41,7 +48,11 @@ def test_forward_for_one_image_and_a_batch():
     net = P.MLP(seed=0)
     x = np.random.default_rng(0).random((5, 784), dtype=np.float32)
     y_hat = net.forward(x)
-    assert y_hat.shape == (5, 10) and net.a1.shape == net.f1.shape == (5, 64) and net.a2.shape == (5, 10)
+    assert (
+        y_hat.shape == (5, 10)
+        and net.a1.shape == net.f1.shape == (5, 64)
+        and net.a2.shape == (5, 10)
+    )
     np.testing.assert_allclose(y_hat.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_allclose(net.forward(x[0]), y_hat[0], rtol=1e-5)
 
@@ -69,7 +80,9 @@ def test_update_grad_matches_central_finite_differences(n):
             net.forward(x)
             down = net.loss(y)
             flat[i] = old
-            assert grad.reshape(-1)[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8), f"{name}[{i}]"
+            assert grad.reshape(-1)[i] == pytest.approx(
+                (up - down) / (2 * eps), rel=1e-5, abs=1e-8
+            ), f"{name}[{i}]"
 
 
 def test_update_grad_adds_to_the_stored_gradients_and_reset_grad_clears_them():
@@ -101,7 +114,9 @@ def test_gradients_and_loss_match_torch_autograd():
     loss.backward()
     assert net.loss(y) == pytest.approx(loss.item(), rel=1e-10)
     for n in PARAMS:
-        np.testing.assert_allclose(getattr(net, f"{n}_grad"), t[n].grad.numpy(), rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(
+            getattr(net, f"{n}_grad"), t[n].grad.numpy(), rtol=1e-8, atol=1e-12
+        )
 
 
 def test_update_params_takes_a_plain_step():
@@ -132,7 +147,9 @@ def test_adam_step_matches_torch_adam():
         adam.update_params(0.01)
         optimizer.step()
     for n, p in zip(PARAMS, t):
-        np.testing.assert_allclose(getattr(adam, n), p.detach().numpy(), rtol=1e-6, atol=1e-8)  # m, v in float32
+        np.testing.assert_allclose(
+            getattr(adam, n), p.detach().numpy(), rtol=1e-6, atol=1e-8
+        )  # m, v in float32
 
 
 def test_stable_on_raw_0_255_inputs_and_large_weights():
@@ -182,13 +199,15 @@ def test_training_calls_the_four_methods_in_order():
     x, y = rng.random((600, 784), dtype=np.float32), rng.integers(0, 10, 600)
     log = []
     net = RecordingMLP(log, seed=0)
-    P.train_mlp(net, dict(train=(x, y), val=(x[:50], y[:50])), 2, 256, 0.001, 0, "test")
+    data = {"train": (x, y), "val": (x[:50], y[:50])}
+    P.train_mlp(net, data, epochs=2, batch=256, lr=0.001, seed=0, tag="test")
     starts = [i for i, call in enumerate(log) if call == "reset_grad"]
     assert len(starts) == 2 * 3  # 600 images in batches of 256: 3 steps an epoch
     for i in starts:
-        assert log[i:i + 4] == ["reset_grad", "forward", "update_grad", ("update_params", 0.001)]
+        assert log[i : i + 4] == ["reset_grad", "forward", "update_grad", ("update_params", 0.001)]
     in_steps = {i + k for i in starts for k in range(4)}
-    assert {call for i, call in enumerate(log) if i not in in_steps} == {"forward"}  # the evaluations
+    outside_steps = {call for i, call in enumerate(log) if i not in in_steps}
+    assert outside_steps == {"forward"}  # the evaluations
 
 
 def test_same_seed_gives_identical_weights_and_another_seed_does_not():
@@ -197,8 +216,17 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not():
 
     def run(seed):
         net = P.AdamMLP(seed=seed)
-        P.train_mlp(net, dict(train=(x, y), val=(x[:50], y[:50])), 2, 64, 0.001, seed, "test", 1e-4,
-                    P.MLP_BEST["augment"])
+        P.train_mlp(
+            net,
+            {"train": (x, y), "val": (x[:50], y[:50])},
+            epochs=2,
+            batch=64,
+            lr=0.001,
+            seed=seed,
+            tag="test",
+            lr_final=1e-4,
+            augment=P.MLP_BEST["augment"],
+        )
         return net
 
     a, b, c = run(0), run(0), run(1)
@@ -208,12 +236,14 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not():
 
 
 def test_specified_training_learns_real_digits_and_adam_learns_faster():
-    data = dict(train=real("train", 2000), val=real("val", 1000))
-    sgd, best = P.train_mlp(P.MLP(seed=0), data, 5, 256, 0.001, 0, "sgd")
+    data = {"train": real("train", 2000), "val": real("val", 1000)}
+    sgd, best = P.train_mlp(P.MLP(seed=0), data, epochs=5, batch=256, lr=0.001, seed=0, tag="sgd")
     assert sgd["val_acc"][-1] > 0.6 and sgd["val_acc"][-1] > sgd["val_acc"][0]  # chance is 0.1
     assert best["val_acc"] == max(sgd["val_acc"]) and sgd["step"] == [8, 16, 24, 32, 40]
     assert sgd["val_loss"][-1] < sgd["val_loss"][0]
-    adam, _ = P.train_mlp(P.AdamMLP(seed=0), data, 5, 256, 0.001, 0, "adam")
+    adam, _ = P.train_mlp(
+        P.AdamMLP(seed=0), data, epochs=5, batch=256, lr=0.001, seed=0, tag="adam"
+    )
     assert adam["val_acc"][-1] > sgd["val_acc"][-1]
 
 
@@ -235,7 +265,17 @@ def test_augmentation_identity_and_integer_shift():
         def uniform(self, lo, hi, size):
             return np.full(size, 1.0 if np.all(np.asarray(hi) == 2) else 0.0)
 
-    shifted = P.augment_affine(x, ShiftByOne(), rotate_deg=1, scale=1, shear=1, shift=2).reshape(-1, 28, 28)
+    shifted = P.augment_affine(x, ShiftByOne(), rotate_deg=1, scale=1, shear=1, shift=2).reshape(
+        -1, 28, 28
+    )
     np.testing.assert_allclose(shifted[:, 1:, 1:], x.reshape(-1, 28, 28)[:, :-1, :-1], atol=1e-5)
     assert not shifted[:, 0, :].any() and not shifted[:, :, 0].any()
     assert shifted.dtype == np.float32
+
+
+def test_the_learning_rate_is_constant_as_specified_and_decays_as_a_cosine_in_2_6():
+    assert [P.get_lr(epoch, 4, lr=0.001) for epoch in (1, 2, 3, 4)] == [0.001] * 4
+    decay = [P.get_lr(epoch, 4, lr=3e-3, lr_final=2e-5) for epoch in (1, 2, 3, 4, 5)]
+    assert decay[0] == pytest.approx(3e-3) and decay[4] == pytest.approx(2e-5)  # 5: past the end
+    assert decay[2] == pytest.approx((3e-3 + 2e-5) / 2)  # half way
+    assert all(a > b for a, b in zip(decay, decay[1:]))

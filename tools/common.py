@@ -1,32 +1,73 @@
-"""What the tools share: Project3.py imported from the repository root, and reading/writing its results.
+"""What the tools share: Project3.py imported from the repository root, --out checked before any
+work, and Project3's error conventions (one sentence and exit status 2; one line and 130 on Ctrl-C,
+143 on SIGTERM, 129 on SIGHUP).
 
 The tools import Project3; Project3 never imports them.
 """
+
+import signal
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-import Project3 as P  # noqa: E402
+import Project3 as P
+
+
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP, raised where the tool is, so that its temporaries are removed on the way
+    out exactly as on Ctrl-C. Not an Exception: nothing on the way catches it by mistake."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def raise_stopped(signum, frame):
+    raise Stopped(signum)
 
 
 def out_dir(given, writing=False):
-    """--out as the tools take it: the folder holding figures/results.json (default: the repository);
-    writing: make its figures/ folder if it is missing."""
+    """--out as the tools take it: the folder holding figures/results.json (default: the
+    repository). writing: the folder and its figures/ must take new files, checked now."""
+    if given == "":
+        raise P.UserError("--out needs a folder; an empty one was given.")
     out = Path(given).resolve() if given else ROOT
     if writing:
-        (out / "figures").mkdir(parents=True, exist_ok=True)
+        check_writable(out)
     return out
 
 
+def check_writable(out):
+    """out and out/figures exist (made if need be) and take a new file."""
+    for folder in (out, out / "figures"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = P.unique_name(folder / "write-test", "")
+            probe.touch(exist_ok=False)
+            probe.unlink()
+        except OSError as error:
+            raise P.UserError(
+                f"--out {out}: {folder} is not a folder this tool can write "
+                f"({error.strerror or error})."
+            ) from None
+
+
 def run_tool(main, argv=None):
-    """Run a tool's main() with Project3's error conventions: one sentence and exit 2, or 130 on Ctrl-C."""
+    """Run a tool's main() with Project3's conventions for errors and signals."""
+    name = Path(sys.argv[0]).name
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_stopped)
     try:
         main(argv)
-    except P.UserError as err:
-        print(f"{Path(sys.argv[0]).name}: error: {err}", file=sys.stderr)
+    except P.UserError as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{Path(sys.argv[0]).name}: interrupted; results written so far are kept.", file=sys.stderr)
+        print(f"{name}: interrupted; results written so far are kept.", file=sys.stderr)
         return 130
+    except Stopped as stop:
+        signame = signal.Signals(stop.signum).name
+        print(f"{name}: stopped by {signame}; results written so far are kept.", file=sys.stderr)
+        return 128 + stop.signum
     return 0

@@ -24,7 +24,9 @@ def convert(pt_path):
             f"{torch.__version__}; remake the weights with `python Project3.py --part cnn` instead."
         ) from None
     except Exception as err:
-        raise P.UserError(f"{pt_path}: not a readable torch state dict ({type(err).__name__}).") from None
+        raise P.UserError(
+            f"{pt_path}: not a readable torch state dict ({type(err).__name__})."
+        ) from None
     net = P.ConvNet()
     try:
         net.load_state_dict(state)

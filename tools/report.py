@@ -1,13 +1,21 @@
 """report.pdf from report.tex and the numbers the runs wrote to figures/results.json.
 
-    python tools/report.py [--out DIR] [--id xyz123] [--author "A. Student"]
+    python tools/report.py [--out DIR] [--id xyz123] [--author "Your Name"]
 
-Writes figures/results.tex (every number the report prints, as \\resdef{Name}{value}) and the generated
-tables, then builds the PDF with latexmk in a temporary folder and moves it onto DIR/report.pdf only
-if the build succeeded. A number whose run has not been made yet (tools/seeds.py, tools/ablation.py,
-tools/bench.py) prints as a visible placeholder, never as an undefined macro. --id and --author are
-remembered in tools/author.json, which tools/submit.py reads too.
+Writes figures/results.tex (every number the report prints, as \\resdef{Name}{value}) and the
+generated tables, then builds the PDF with latexmk in a temporary folder and moves it onto
+DIR/report.pdf only if the build succeeded. A number whose run has not been made yet
+(tools/seeds.py, tools/ablation.py, tools/bench.py) prints as a visible placeholder, never as an
+undefined macro. --id and --author are remembered in tools/author.json, which tools/submit.py reads
+too; until they are set, the title shows YOUR NAME and YOUR ID.
+
+The statistics (stated once in the report's "Conventions"): a 95 % Wilson interval for an accuracy
+on n images; over n seeds, the mean and the standard deviation s; a single run differs from the mean
+of the seed runs by more than noise when the difference exceeds t(0.975, n-1) * s * sqrt(1 + 1/n);
+equal accuracy over the ten digits is tested with the chi-squared statistic of the 10 x 2 table of
+right and wrong answers, its p-value simulated under the hypothesis.
 """
+
 import argparse
 import json
 import math
@@ -18,13 +26,65 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import P, ROOT, out_dir, run_tool
-from submit import AUTHOR, check_id
+import numpy as np
+
+from common import ROOT, P, out_dir, run_tool
 
 TEX = ROOT / "report.tex"
-NETWORKS = dict(MlpSmall="mlp_spec_2000", MlpSpec="mlp_spec", MlpBest="mlp_best", CnnSmall="cnn_spec_2000",
-                CnnSpec="cnn_spec", CnnBest="cnn_best")
-CREDIT = {key: base for key, _, base in P.NETWORKS if base}  # extra credit above these, as Project3 prints it
+AUTHOR = ROOT / "tools" / "author.json"
+PLACEHOLDER = {"author": "YOUR NAME", "id": "YOUR ID"}
+EXAMPLES = {"A. Student", "xyz123", "YOUR NAME", "YOUR ID", ""}  # never a real name or ID
+NETWORKS = {  # macro prefix: results key
+    "MlpSmall": "mlp_spec_2000",
+    "MlpSpec": "mlp_spec",
+    "MlpBest": "mlp_best",
+    "CnnSmall": "cnn_spec_2000",
+    "CnnSpec": "cnn_spec",
+    "CnnBest": "cnn_best",
+}
+CREDIT = {key: base for key, _, base in P.NETWORKS if base}  # as Project3 prints it
+T_975 = {  # the 0.975 quantile of Student's t distribution, by degrees of freedom
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    25: 2.060,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
+}
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "^": r"\textasciicircum{}",
+    "~": r"\textasciitilde{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+}
+
+
+# ---- Numbers and statistics ----------------------------------------------------------------
 
 
 def pct(fraction, digits=2):
@@ -45,7 +105,7 @@ def thousands(n):
 
 
 def wilson(p, n, z=1.96):
-    """The 95 % Wilson score interval of a binomial proportion p observed on n trials."""
+    """The 95 % Wilson score interval of a proportion p observed on n trials."""
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return centre - half, centre + half
@@ -56,216 +116,454 @@ def mean_sd(values):
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def t_quantile(df):
+    """t(0.975, df), from the table (the next smaller tabulated df, which errs on the wide side)."""
+    return T_975[max(d for d in T_975 if d <= df)]
+
+
+def noise_band(values):
+    """How far one run may lie from the mean of the seed runs `values` by chance alone (95 %): a
+    prediction interval, t(0.975, n-1) * s * sqrt(1 + 1/n)."""
+    n = len(values)
+    return t_quantile(n - 1) * mean_sd(values)[1] * math.sqrt(1 + 1 / n)
+
+
+def equal_accuracy_test(matrix, simulations=200_000):
+    """Chi-squared statistic of the 10 x 2 table of right and wrong answers per digit, and its
+    p-value under equal accuracy, simulated (the counts of mistakes are too small for the
+    chi-squared approximation): each digit's mistakes drawn binomially at the pooled rate."""
+    C = np.array(matrix)
+    n = C.sum(axis=1)
+    wrong = n - np.diag(C)
+
+    def statistic(wrong):
+        rate = wrong.sum(axis=-1, keepdims=True) / n.sum()
+        expected_wrong = n * rate
+        expected_right = n * (1 - rate)
+        return (((wrong - expected_wrong) ** 2) * (1 / expected_wrong + 1 / expected_right)).sum(-1)
+
+    observed = float(statistic(wrong))
+    rng = np.random.default_rng(0)
+    simulated = rng.binomial(n, wrong.sum() / n.sum(), size=(simulations, 10))
+    p_value = float((statistic(simulated) >= observed - 1e-9).mean())
+    return observed, p_value
+
+
+def binomial_tail(k, n, p):
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+
+
+# ---- Macros from each entry of results.json -----------------------------------------------------
+
+
 def network_macros(prefix, r, seeds):
     h = r["history"]
-    m = {"Val": pct(r["val_accuracy"]), "BestVal": pct(r["best_val_accuracy"]), "FinalVal": pct(r["final_val_accuracy"]),
-         "FinalTrain": pct(r["final_train_accuracy"]), "Epochs": str(r["epochs"]), "Steps": thousands(r["steps"]),
-         "BestEpoch": str(r["best_epoch"]), "Seconds": f"{r['train_seconds']:.0f}",
-         "Gap": f"{100 * (r['final_train_accuracy'] - r['final_val_accuracy']):.1f}",
-         "SecondsPerEpoch": f"{r['train_seconds'] / r['epochs']:.2f}",
-         "StepsPerEpoch": str(h["step"][0]), "FinalTrainLoss": f"{h['train_loss'][-1]:.3f}",
-         "FinalValLoss": f"{h['val_loss'][-1]:.3f}"}
-    low = min(range(len(h["val_loss"])), key=h["val_loss"].__getitem__)
-    m.update(ValLossMin=f"{h['val_loss'][low]:.3f}", ValLossMinStep=thousands(h["step"][low]),
-             ValLossMinEpoch=str(low + 1), ValAtValLossMin=pct(h["val_acc"][low]))
-    later = [i for i in range(1, len(h["val_acc"])) if max(h["val_acc"][:i]) >= 0.9]  # once it has learned
-    drop = max(later, key=lambda i: h["val_acc"][i - 1] - h["val_acc"][i], default=0)
-    m.update(DropStep=thousands(h["step"][drop]), DropVal=pct(h["val_acc"][drop]), DropFrom=pct(h["val_acc"][drop - 1]))
-    chance = [s for s, a in zip(h["step"], h["val_acc"]) if a < 0.2]  # near 10 %, before the network learns
-    m["ChanceSteps"] = thousands(chance[-1]) if chance else "0"
-    full = [s for s, a in zip(h["step"], h["train_acc"]) if a == 1.0]
+    m = {
+        "Val": pct(r["val_accuracy"]),
+        "BestVal": pct(r["best_val_accuracy"]),
+        "FinalVal": pct(r["final_val_accuracy"]),
+        "FinalTrain": pct(r["final_train_accuracy"]),
+        "Epochs": str(r["epochs"]),
+        "Steps": thousands(r["steps"]),
+        "BestEpoch": str(r["best_epoch"]),
+        "Seconds": f"{r['train_seconds']:.0f}",
+        "Gap": f"{100 * (r['final_train_accuracy'] - r['final_val_accuracy']):.1f}",
+        "SecondsPerEpoch": f"{r['train_seconds'] / r['epochs']:.2f}",
+        "StepsPerEpoch": str(h["step"][0]),
+        "FinalTrainLoss": f"{h['train_loss'][-1]:.3f}",
+        "FinalValLoss": f"{h['val_loss'][-1]:.3f}",
+    }
+    val = h["val_acc"]
+    low = int(np.argmin(h["val_loss"]))
+    m.update(
+        ValLossMin=f"{h['val_loss'][low]:.3f}",
+        ValLossMinStep=thousands(h["step"][low]),
+        ValLossMinEpoch=str(low + 1),
+        ValAtValLossMin=pct(val[low]),
+    )
+    last = val[-5:]  # how much validation accuracy moves from epoch to epoch at the end
+    m.update(LastFiveMin=pct(min(last)), LastFiveMax=pct(max(last)), LastFiveN=str(len(last)))
+    early = int(np.argmax(val[: len(val) // 4 + 1]))  # the first peak, before the network learns
+    after = early + int(np.argmin(val[early:][: len(val) // 4 + 1]))
+    m.update(
+        EarlyPeakStep=thousands(h["step"][early]),
+        EarlyPeakVal=pct(val[early], 1),
+        EarlyDipStep=thousands(h["step"][after]),
+        EarlyDipVal=pct(val[after], 1),
+    )
+    full = [step for step, accuracy in zip(h["step"], h["train_acc"]) if accuracy == 1.0]
     m["TrainFullStep"] = thousands(full[0]) if full else "never"
     if "train_n" in r:
         m["TrainN"] = thousands(r["train_n"])
     if "test_accuracy" in r:
-        p, n = r["test_accuracy"], r["test_n"]
-        lo, hi = wilson(p, n)
-        m.update(Test=pct(p), TestN=thousands(n), TestErrors=str(round((1 - p) * n)), TestLow=pct(lo), TestHigh=pct(hi),
-                 TestSe=pct(math.sqrt(p * (1 - p) / n)))
-    if NETWORKS[prefix] in CREDIT and "test_accuracy" in r:
-        m["Credit"] = f"{max(100 * r['test_accuracy'] - CREDIT[NETWORKS[prefix]], -20):+.2f}"
-    for name, value in {**r.get("config", {}), **(r.get("config", {}).get("augment") or {})}.items():
-        if not isinstance(value, dict):
-            m[name.replace("_", " ").title().replace(" ", "")] = tex_number(value)  # LrFinal, RotateDeg, ...
-    s = seeds.get(NETWORKS[prefix])
-    if s:
-        for what in ("val", "test"):
-            mean, sd = mean_sd(s[what])
-            m[f"Seed{what.title()}"] = f"{pct(mean)} $\\pm$ {pct(sd)}"
-            m[f"Seed{what.title()}Sd"], m[f"Seed{what.title()}Mean"] = pct(sd), pct(mean)
-            m[f"Seed{what.title()}Min"], m[f"Seed{what.title()}Max"] = pct(min(s[what])), pct(max(s[what]))
-        m["SeedN"] = str(len(s["val"]))
-    return {prefix + k: v for k, v in m.items()}
+        p = r["test_accuracy"]
+        n = r["test_n"]
+        low_p, high_p = wilson(p, n)
+        m.update(
+            Test=pct(p),
+            TestN=thousands(n),
+            TestErrors=str(round((1 - p) * n)),
+            TestLow=pct(low_p),
+            TestHigh=pct(high_p),
+        )
+    key = NETWORKS[prefix]
+    if key in CREDIT and "test_accuracy" in r:
+        credit = max(100 * r["test_accuracy"] - CREDIT[key], P.CREDIT_FLOOR)
+        m["Credit"] = f"{credit:+.2f}"
+    config = r.get("config", {})
+    for name, value in {**config, **(config.get("augment") or {})}.items():
+        if not isinstance(value, dict):  # LrFinal, RotateDeg, ...
+            m[name.replace("_", " ").title().replace(" ", "")] = tex_number(value)
+    if key in seeds:
+        m.update(seed_macros(seeds[key]))
+    return {prefix + name: value for name, value in m.items()}
+
+
+def seed_macros(runs):
+    m = {"SeedN": str(len(runs["val"]))}
+    for what in ("val", "test"):
+        mean, sd = mean_sd(runs[what])
+        name = f"Seed{what.title()}"
+        m[name] = f"{pct(mean)} $\\pm$ {pct(sd)}"
+        m[name + "Mean"] = pct(mean)
+        m[name + "Sd"] = pct(sd)
+        m[name + "Min"] = pct(min(runs[what]))
+        m[name + "Max"] = pct(max(runs[what]))
+        m[name + "Noise"] = pct(noise_band(runs[what]))
+    return m
+
+
+def confusion_macros(prefix, c):
+    C = np.array(c["matrix"])
+    per_class = c["per_class_accuracy"]
+    wrong = C.sum(axis=1) - np.diag(C)
+    statistic, p_value = equal_accuracy_test(C)
+    top = c["top_confusions"]
+    first = top[0]
+    of_true_digit = int(wrong[first["true"]])
+    predicted_wrongly = C.sum(axis=0) - np.diag(C)
+    repeated = [t for t in top if t["count"] > 1]
+    m = {
+        "PerClass": " & ".join(pct(a, 1) for a in per_class),
+        "Errors": str(int(wrong.sum())),
+        "AccMin": pct(min(per_class), 1),
+        "AccMax": pct(max(per_class), 1),
+        "ChiSquared": f"{statistic:.1f}",
+        "ChiP": f"{p_value:.2f}",
+        "TopTrue": str(first["true"]),
+        "TopPredicted": str(first["predicted"]),
+        "TopCount": str(first["count"]),
+        "TopOfTrue": str(of_true_digit),
+        "TopTail": f"{binomial_tail(first['count'], of_true_digit, 1 / 9):.0e}",
+        "TopShare": str(sum(t["count"] for t in top[:6])),
+        "TopConfusions": ", ".join(arrow(t) for t in top[:6]),
+        "RepeatedConfusions": ", ".join(arrow(t) for t in repeated),
+        "RepeatedN": str(len(repeated)),
+        "MostPredicted": str(int(np.argmax(predicted_wrongly))),
+        "MostPredictedCount": str(int(predicted_wrongly.max())),
+    }
+    if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
+        sixth = top[5]["count"]
+        off_diagonal = C[~np.eye(10, dtype=bool)]
+        m.update(SixthCount=str(sixth), SixthTies=str(int((off_diagonal == sixth).sum())))
+    return {prefix + name: value for name, value in m.items()}
+
+
+def arrow(t):
+    return f"{t['true']}$\\to${t['predicted']} ({t['count']})"
+
+
+def template_macros(t):
+    return {
+        "BlankPixels": str(t["blank_pixels"]),
+        "SpecRmsBlank": f"{t['mlp_spec']['rms_blank']:.3f}",
+        "SpecRmsInked": f"{t['mlp_spec']['rms_inked']:.3f}",
+        "BestRmsBlank": f"{t['mlp_best']['rms_blank']:.2f}",
+        "BestRmsInked": f"{t['mlp_best']['rms_inked']:.2f}",
+    }
+
+
+def seconds_macros(seconds):
+    total = sum(seconds.values())
+    return {
+        "GraderSeconds": f"{total:.0f}",
+        "GraderMinutes": f"{total / 60:.1f}",
+        "PartOneSeconds": f"{sum(v for k, v in seconds.items() if k[0] == '2'):.0f}",
+        "PartTwoSeconds": f"{sum(v for k, v in seconds.items() if k[0] == '3'):.0f}",
+    }
+
+
+def oldest_stack_macros(o):
+    """The grader's run on the oldest supported stack (Python 3.8, numpy 1.19, torch 1.7)."""
+    m = {
+        "OldSeconds": f"{o['seconds']:.0f}",
+        "OldMinutes": f"{o['seconds'] / 60:.1f}",
+        "OldPython": o["python"],
+        "OldNumpy": o["numpy"],
+        "OldMatplotlib": o["matplotlib"],
+        "OldTorch": o["torch"],
+    }
+    for prefix, key in NETWORKS.items():
+        if key in o.get("test_accuracy", {}):
+            m[f"Old{prefix}Test"] = pct(o["test_accuracy"][key])
+    return m
+
+
+def ablation_macros(key, row, seeds):
+    name = "Abl" + key.replace("_", " ").title().replace(" ", "")
+    m = {
+        "Best": pct(row["best_val_accuracy"]),
+        "BestEpoch": str(row["best_epoch"]),
+        "Last": pct(row["final_val_accuracy"]),
+        "Epochs": str(row["epochs"]),
+        "LastTrain": pct(row["final_train_accuracy"]),
+        "LastGap": f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}",
+    }
+    if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
+        stat = compared_statistic(row["group"])
+        m["Diff"] = f"{100 * (row[stat] - mean_sd(seeds[row['group']]['val'])[0]):+.2f}"
+    return {name + k: v for k, v in m.items()}
+
+
+def compared_statistic(group):
+    """The 2.6 and 3.4 recipes keep their best epoch; the specified trainings their last."""
+    return "best_val_accuracy" if group.endswith("best") else "final_val_accuracy"
+
+
+def bench_macros(b):
+    return {
+        "BenchNumpy": f"{b['mlp_numpy']:.3f}",
+        "BenchTorch": f"{b['mlp_torch']:.3f}",
+        "BenchRatio": f"{b['numpy_over_torch']:.2f}",
+        "BenchMlpBest": f"{b['mlp_best']:.2f}",
+        "BenchCnnBest": f"{b['cnn_best']:.2f}",
+        "BenchCnnPlain": f"{b['cnn_plain']:.2f}",
+        "BenchCnnRatio": f"{b['cnn_over_plain']:.2f}",
+    }
+
+
+# ---- Tables ------------------------------------------------------------------------------------
 
 
 def ablation_table(rows, group, seeds, epochs):
-    """Variants of one training against its seed runs, with the noise a difference must clear: twice the
-    standard deviation of the difference between one run and the mean of the seed runs. The 2.6 and 3.4
-    recipes keep their best epoch, so their rows compare best epochs; the specified trainings keep their
-    last epoch, so theirs compare last epochs."""
-    key = "best_val_accuracy" if group.endswith("best") else "final_val_accuracy"
-    s = seeds.get(group)
-    lines = [r"\begin{tabular}{lrrrr}", r"\toprule",
-             r"training & epochs & best (epoch) & last & difference (points) \\", r"\midrule"]
-    if s:
-        mean, sd = mean_sd(s["val"])
-        noise = 2 * sd * math.sqrt(1 + 1 / len(s["val"]))
+    """Variants of one training against its seed runs, with the noise a difference must clear:
+    the 95 % prediction band of one run about the mean of the seed runs (noise_band)."""
+    stat = compared_statistic(group)
+    lines = [
+        r"\begin{tabular}{lrrrr}",
+        r"\toprule",
+        r"training & epochs & best (epoch) & last & difference (points) \\",
+        r"\midrule",
+    ]
+    runs = seeds.get(group)
+    if runs:
+        mean, sd = mean_sd(runs["val"])
+        noise = noise_band(runs["val"])
         name = "chosen recipe" if group.endswith("best") else "as specified"
         spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
         best, last = (spread, "") if group.endswith("best") else ("", spread)
-        lines.append(f"{name}, {len(s['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & "
-                     f"noise: $\\pm${pct(noise)} \\\\")
+        lines.append(
+            f"{name}, {len(runs['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & "
+            f"noise: $\\pm${pct(noise)} \\\\"
+        )
     for row in rows:
         diff = ""
-        if s:
-            d = 100 * (row[key] - mean)
+        if runs:
+            d = 100 * (row[stat] - mean)
             diff = f"{d:+.2f}" + ("" if abs(d) > 100 * noise else " (within noise)")
-        lines.append(f"{row['variant']} & {row['epochs']} & {pct(row['best_val_accuracy'])} ({row['best_epoch']}) & "
-                     f"{pct(row['final_val_accuracy'])} & {diff} \\\\")
-    return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"]) + "\n"
+        lines.append(
+            f"{row['variant']} & {row['epochs']} & {pct(row['best_val_accuracy'])} "
+            f"({row['best_epoch']}) & {pct(row['final_val_accuracy'])} & {diff} \\\\"
+        )
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
+
+
+def dims(shape):
+    return "$" + r"\times".join(map(str, shape)) + "$"
 
 
 def cnn_table(arch):
-    dims = lambda shape: "$" + r"\times".join(map(str, shape)) + "$"  # noqa: E731
-    lines = [r"\begin{tabular}{llccccr}", r"\toprule",
-             r"step & type & kernel & stride & padding & input $\to$ output & parameters \\", r"\midrule"]
+    lines = [
+        r"\begin{tabular}{llccccr}",
+        r"\toprule",
+        r"step & type & kernel & stride & padding & input $\to$ output & parameters \\",
+        r"\midrule",
+    ]
     for r in arch["layers"]:
         kernel = f"${r['kernel_size']}\\times{r['kernel_size']}$" if "kernel_size" in r else ""
-        lines.append(f"{r['layer']} & {r['type']} & {kernel} & {r.get('stride', '')} & {r.get('padding', '')} & "
-                     f"{dims(r['input'])} $\\to$ {dims(r['output'])} & {thousands(r['params'])} \\\\")
-    lines += [r"\midrule", f"total & & & & & & {thousands(arch['total_params'])} \\\\", r"\bottomrule", r"\end{tabular}"]
+        lines.append(
+            f"{r['layer']} & {r['type']} & {kernel} & {r.get('stride', '')} & "
+            f"{r.get('padding', '')} & {dims(r['input'])} $\\to$ {dims(r['output'])} & "
+            f"{thousands(r['params'])} \\\\"
+        )
+    total = thousands(arch["total_params"])
+    lines += [r"\midrule", f"total & & & & & & {total} \\\\", r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
+# ---- Generating and building ------------------------------------------------------------------
+
+
 def escape(text):
-    return "".join("\\" + c if c in "&%$#_{}" else c for c in text)
+    """Text as LaTeX prints it: every special character escaped, so a name is never code."""
+    return "".join(LATEX_SPECIALS.get(c, c) for c in text)
+
+
+def from_entry(results, key, make, *args):
+    """make(results[key], *args), or one sentence naming the entry when it is malformed."""
+    try:
+        return make(results[key], *args)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, IndexError, AttributeError) as e:
+        raise P.UserError(
+            f"results.json: the entry {key!r} lacks a field or holds a wrong value "
+            f"({type(e).__name__}: {e}); rerun what writes it (Project3.py or the tool)."
+        ) from None
 
 
 def generate(results, author):
     """(macros, {file name: LaTeX}) from results.json and the author's name and ID."""
     seeds = results.get("seeds", {})
-    m = dict(Author=escape(author["author"]), DirectoryId=escape(author["id"]))
+    m = {"Author": escape(author["author"]), "DirectoryId": escape(author["id"])}
     for prefix, key in NETWORKS.items():
         if key in results:
-            m.update(network_macros(prefix, results[key], seeds))
-    small, cnn_small = results.get("mlp_spec_2000"), results.get("cnn_spec_2000")
-    if small and cnn_small:  # the MLP on 2000 images after as many steps as the CNN took
-        at = max(i for i, s in enumerate(small["history"]["step"]) if s <= cnn_small["steps"])
-        m.update(MlpSmallValAtCnnSteps=pct(small["history"]["val_acc"][at]),
-                 MlpSmallTrainAtCnnSteps=pct(small["history"]["train_acc"][at]))
+            m.update(from_entry(results, key, network_macros, prefix, seeds))
+    if "seeds" in results:
+        m.update(from_entry(results, "seeds", last_seed))
     for prefix, key in (("Mlp", "mlp_confusion"), ("Cnn", "cnn_confusion")):
         if key in results:
-            c = results[key]
-            acc = c["per_class_accuracy"]
-            order = sorted(range(10), key=acc.__getitem__)
-            m.update({f"{prefix}PerClass": " & ".join(pct(a, 1) for a in acc),
-                      f"{prefix}Hardest": str(order[0]), f"{prefix}HardestAcc": pct(acc[order[0]], 1),
-                      f"{prefix}SecondHardest": str(order[1]), f"{prefix}SecondHardestAcc": pct(acc[order[1]], 1),
-                      f"{prefix}Easiest": str(order[-1]), f"{prefix}EasiestAcc": pct(acc[order[-1]], 1),
-                      f"{prefix}HardestSe": pct((acc[order[0]] * (1 - acc[order[0]]) / sum(c["matrix"][order[0]])) ** 0.5, 1),
-                      f"{prefix}Errors": str(sum(sum(row) for row in c["matrix"]) - sum(c["matrix"][i][i] for i in range(10))),
-                      f"{prefix}TopCount": str(c["top_confusions"][0]["count"]),
-                      f"{prefix}TopShare": str(sum(t["count"] for t in c["top_confusions"][:6])),
-                      f"{prefix}RepeatedConfusions": ", ".join(f"{t['true']}$\\to${t['predicted']} ({t['count']})"
-                                                               for t in c["top_confusions"] if t["count"] > 1),
-                      f"{prefix}TopConfusions": ", ".join(f"{t['true']}$\\to${t['predicted']} ({t['count']})"
-                                                          for t in c["top_confusions"][:6])})
-    for prefix, key in (("Mlp", "mlp_confusion"), ("Cnn", "cnn_confusion")):
-        if key in results:  # the digit most often predicted wrongly, and how often
-            C = results[key]["matrix"]
-            wrong = [sum(C[i][j] for i in range(10)) - C[j][j] for j in range(10)]
-            m.update({f"{prefix}MostPredicted": str(wrong.index(max(wrong))), f"{prefix}MostPredictedCount": str(max(wrong))})
+            m.update(from_entry(results, key, confusion_macros, prefix))
     if "distortions" in results:
-        m.update(DistortedInkImages=pct(results["distortions"]["images_inking_blank"], 1),
-                 DistortedInkPixel=pct(results["distortions"]["per_blank_pixel"], 2))
+        m.update(from_entry(results, "distortions", distortion_macros))
     if "mlp_templates" in results:
-        t = results["mlp_templates"]
-        m.update(BlankPixels=str(t["blank_pixels"]), SpecRmsBlank=f"{t['mlp_spec']['rms_blank']:.3f}",
-                 SpecRmsInked=f"{t['mlp_spec']['rms_inked']:.3f}", BestRmsBlank=f"{t['mlp_best']['rms_blank']:.2f}",
-                 BestRmsInked=f"{t['mlp_best']['rms_inked']:.2f}")
+        m.update(from_entry(results, "mlp_templates", template_macros))
     if "cnn_architecture" in results:
-        m["CnnParams"] = thousands(results["cnn_architecture"]["total_params"])
-    seconds = results.get("seconds", {})
-    if seconds:
-        total = sum(seconds.values())
-        m.update(GraderSeconds=f"{total:.0f}", GraderMinutes=f"{total / 60:.1f}",
-                 PartOneSeconds=f"{sum(v for k, v in seconds.items() if k[0] == '2'):.0f}",
-                 PartTwoSeconds=f"{sum(v for k, v in seconds.items() if k[0] == '3'):.0f}")
-    if seeds.get("seeds"):
-        m.update(SeedLast=str(seeds["seeds"][-1]))
-    for key, row in results.get("ablation", {}).items():
-        name = "Abl" + key.replace("_", " ").title().replace(" ", "")
-        if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
-            stat = "best_val_accuracy" if row["group"].endswith("best") else "final_val_accuracy"
-            m[name + "Diff"] = f"{100 * (row[stat] - mean_sd(seeds[row['group']]['val'])[0]):+.2f}"
-        m.update({name + "Best": pct(row["best_val_accuracy"]), name + "BestEpoch": str(row["best_epoch"]),
-                  name + "Last": pct(row["final_val_accuracy"]), name + "Epochs": str(row["epochs"]),
-                  name + "LastTrain": pct(row["final_train_accuracy"]),
-                  name + "LastGap": f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}"})
+        m["CnnParams"] = thousands(results["cnn_architecture"].get("total_params", 0))
+    if results.get("seconds"):
+        m.update(from_entry(results, "seconds", seconds_macros))
+    if "oldest_stack" in results:
+        m.update(from_entry(results, "oldest_stack", oldest_stack_macros))
+    for key in results.get("ablation", {}):
+        m.update(from_entry(results["ablation"], key, ablation_macros, key, seeds))
     if "bench" in results:
-        b = results["bench"]
-        m.update(BenchNumpy=f"{b['mlp_numpy']:.3f}", BenchTorch=f"{b['mlp_torch']:.3f}",
-                 BenchRatio=f"{b['numpy_over_torch']:.2f}", BenchMlpBest=f"{b['mlp_best']:.2f}",
-                 BenchCnnBest=f"{b['cnn_best']:.2f}", BenchCnnPlain=f"{b['cnn_plain']:.2f}",
-                 BenchCnnRatio=f"{b['cnn_over_plain']:.2f}")
+        m.update(from_entry(results, "bench", bench_macros))
     tables = {}
     if "cnn_architecture" in results:
-        tables["cnn_table.tex"] = cnn_table(results["cnn_architecture"])
+        tables["cnn_table.tex"] = from_entry(results, "cnn_architecture", cnn_table)
     for group in ("mlp_best", "mlp_spec", "cnn_best", "cnn_spec"):
-        rows = [row for row in results.get("ablation", {}).values() if row["group"] == group]
+        rows = [row for row in results.get("ablation", {}).values() if row.get("group") == group]
         if rows:
-            tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds, results.get(group, {}).get("epochs", ""))
+            epochs = results.get(group, {}).get("epochs", "")
+            tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds, epochs)
     return m, tables
+
+
+def last_seed(s):
+    return {"SeedLast": str(s["seeds"][-1])}
+
+
+def distortion_macros(d):
+    return {
+        "DistortedInkImages": pct(d["images_inking_blank"], 1),
+        "DistortedInkPixel": pct(d["per_blank_pixel"], 2),
+    }
+
+
+def read_author(given_id=None, given_author=None):
+    """The name and ID for the title: tools/author.json, updated with --id and --author (and
+    remembered). A missing file means the placeholders; a damaged one is refused unless both are
+    given."""
+    author = dict(PLACEHOLDER)
+    if AUTHOR.exists() and not (given_id and given_author):
+        try:
+            saved = json.loads(AUTHOR.read_text())
+            if not isinstance(saved, dict) or not all(isinstance(v, str) for v in saved.values()):
+                raise ValueError("expected an object of strings")
+        except (OSError, ValueError) as error:
+            raise P.UserError(
+                f"{AUTHOR} is damaged ({error}); delete it, or give both --id and --author."
+            ) from None
+        author.update({k: v for k, v in saved.items() if k in author and v not in EXAMPLES})
+    if given_id is not None:
+        author["id"] = check_id(given_id)
+    if given_author is not None:
+        if not given_author.strip():
+            raise P.UserError("--author needs a name; an empty one was given.")
+        author["author"] = given_author
+    return author
+
+
+def check_id(directory_id):
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,31}", directory_id or ""):
+        raise P.UserError(
+            "the directory ID must be a plain identifier such as xyz123 (a letter, then letters, "
+            f"digits or _), found {directory_id!r}."
+        )
+    return directory_id
+
+
+def is_placeholder(author):
+    return author["id"] in EXAMPLES or author["author"] in EXAMPLES
 
 
 def write_sources(out, author):
     results = P.read_results(out)
     if not results:
-        raise P.UserError(f"{out / 'figures' / 'results.json'}: no results yet; run `python Project3.py` first.")
+        path = out / "figures" / "results.json"
+        raise P.UserError(f"{path}: no results yet; run `python Project3.py` first.")
     macros, tables = generate(results, author)
     lines = ["% Generated by tools/report.py from results.json: do not edit."]
     lines += [f"\\resdef{{{name}}}{{{value}}}" for name, value in sorted(macros.items())]
-    P.write_atomically(out / "figures" / "results.tex", lambda p: p.write_text("\n".join(lines) + "\n"))
+    P.write_whole(out / "figures" / "results.tex", Path.write_text, "\n".join(lines) + "\n")
     for name, text in tables.items():
-        P.write_atomically(out / "figures" / name, lambda p: p.write_text(text))
+        P.write_whole(out / "figures" / name, Path.write_text, text)
 
 
 def build(out):
-    """latexmk in a temporary folder; report.pdf is replaced only by a PDF that built without error."""
-    tex = TEX
+    """latexmk in a temporary folder; report.pdf is replaced only by a PDF that built."""
     if not shutil.which("latexmk"):
-        raise P.UserError("LaTeX is not installed: the report needs latexmk and pdflatex (on Debian: apt-get install "
-                          "--no-install-recommends texlive-latex-recommended latexmk); figures/results.tex was written.")
-    build_dir = tempfile.mkdtemp(prefix="report-")
-    (Path(build_dir) / "figures").symlink_to(out / "figures")
-    shutil.copy(tex, Path(build_dir) / "report.tex")
-    run = subprocess.run(["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-                          "report.tex"], cwd=build_dir, capture_output=True, text=True)
-    log = Path(build_dir) / "report.log"
-    if run.returncode != 0:
-        text = log.read_text(errors="replace") if log.is_file() else run.stdout
-        errors = re.findall(r"^(?:!|\./report\.tex:\d+:) .*$", text, re.M)  # the -file-line-error form
-        raise P.UserError(f"LaTeX failed on {tex.name}: {errors[0] if errors else 'see the log'}; the log is {log}, "
-                          f"and {out / 'report.pdf'} was left as it was.")
-    P.write_atomically(out / "report.pdf", lambda p: shutil.copy(Path(build_dir) / "report.pdf", p))
-    shutil.copy(log, out / "report.log")
-    shutil.rmtree(build_dir)
+        raise P.UserError(
+            "LaTeX is not installed: the report needs latexmk and pdflatex (on Debian: apt-get "
+            "install --no-install-recommends texlive-latex-recommended latexmk); "
+            "figures/results.tex was written."
+        )
+    with tempfile.TemporaryDirectory(prefix="report-") as build_dir:
+        build_dir = Path(build_dir)
+        (build_dir / "figures").symlink_to(out / "figures")
+        shutil.copy(TEX, build_dir / "report.tex")
+        command = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error"]
+        command += ["-file-line-error", "report.tex"]
+        run = subprocess.run(command, cwd=build_dir, capture_output=True, text=True)
+        log = build_dir / "report.log"
+        if log.is_file():
+            P.write_whole(out / "report.log", shutil.copy, log)
+        if run.returncode != 0:
+            text = log.read_text(errors="replace") if log.is_file() else run.stdout
+            errors = re.findall(r"^(?:!|\./report\.tex:\d+:) .*$", text, re.M)
+            first = errors[0] if errors else "see the log"
+            raise P.UserError(
+                f"LaTeX failed on {TEX.name}: {first}; the log is {out / 'report.log'}, and "
+                f"{out / 'report.pdf'} was left as it was."
+            )
+        P.write_whole(out / "report.pdf", shutil.copy, build_dir / "report.pdf")
     return out / "report.pdf"
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out", help="folder holding figures/results.json; report.pdf goes there (default: the repository)")
-    p.add_argument("--id", help="your directory ID, remembered in tools/author.json")
-    p.add_argument("--author", help="your name, remembered in tools/author.json")
-    args = p.parse_args(argv)
-    author = json.loads(AUTHOR.read_text())
-    if args.id or args.author:
-        author.update({k: v for k, v in (("id", args.id and check_id(args.id)), ("author", args.author)) if v})
-        P.write_atomically(AUTHOR, lambda p: p.write_text(json.dumps(author) + "\n"))
-    out = out_dir(args.out)
+    parser = argparse.ArgumentParser(description="report.pdf from report.tex and results.json.")
+    parser.add_argument("--out", help="folder holding figures/results.json; report.pdf goes there")
+    parser.add_argument("--id", help="your directory ID, remembered in tools/author.json")
+    parser.add_argument("--author", help="your name, remembered in tools/author.json")
+    args = parser.parse_args(argv)
+    out = out_dir(args.out, writing=True)
+    author = read_author(args.id, args.author)
     write_sources(out, author)
-    print(f"wrote {build(out)}")
+    if args.id is not None or args.author is not None:
+        text = json.dumps({"author": author["author"], "id": author["id"]}) + "\n"
+        P.write_whole(AUTHOR, Path.write_text, text)
+    pdf = build(out)
+    note = " (with YOUR NAME and YOUR ID: set them with --id and --author)"
+    print(f"wrote {pdf}{note if is_placeholder(author) else ''}")
 
 
 if __name__ == "__main__":
