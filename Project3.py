@@ -582,8 +582,8 @@ def confusion_section(key, *, predicted, test, out, title):
     off-diagonal counts; returns the matrix and what the report quotes of it."""
     x, y = test
     C = confusion_matrix(y, predicted)
-    off_diagonal = [(int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j]
-    pairs = sorted((pair for pair in off_diagonal if pair[0] > 0), reverse=True)
+    mistakes = [(-int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j and C[i, j]]
+    pairs = [(-minus_count, i, j) for minus_count, i, j in sorted(mistakes)]  # ties: by digit
 
     fig, ax = plt.subplots(figsize=(3.3, 3.15))
     ax.imshow(np.log1p(C), cmap="Blues")  # log scale: the mistakes show beside the diagonal

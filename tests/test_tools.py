@@ -1,14 +1,18 @@
-"""The tools around the graded file: the report built from the runs' numbers (in CI, from the committed
-results), the submission zip, and smoke runs of the ablation and seed tools."""
+"""The tools around the graded file: the report built from the runs' numbers (in CI, from the
+committed results), its statistics, the submission zip, and the other tools' checks and runs."""
 
 import json
+import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import zipfile
 
+import numpy as np
 import pytest
 
 from conftest import ROOT, P, block_torch, import_path, make_small_data
@@ -16,7 +20,9 @@ from conftest import ROOT, P, block_torch, import_path, make_small_data
 sys.path.insert(0, str(ROOT / "tools"))
 report = import_path("report", ROOT / "tools" / "report.py")
 submit = import_path("submit", ROOT / "tools" / "submit.py")
+TOOLS = ROOT / "tools"
 HAVE_LATEX = shutil.which("latexmk") is not None and shutil.which("pdftotext") is not None
+needs_latex = pytest.mark.skipif(not HAVE_LATEX, reason="needs LaTeX and poppler (CI has both)")
 SECTIONS = [
     "2.1 The network",
     "2.2 Initialisation",
@@ -49,32 +55,47 @@ FIGURES = [
 
 
 def pdf_text(pdf):
+    command = ["pdftotext", "-layout", str(pdf), "-"]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def tool(name, *args, cwd=None, env=None, timeout=300):
+    command = [sys.executable, str(TOOLS / f"{name}.py"), *map(str, args)]
     return subprocess.run(
-        ["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True
-    ).stdout
+        command, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
+
+
+@pytest.fixture()
+def author_file(tmp_path, monkeypatch):
+    """tools/author.json redirected to a scratch file, so that tests never change the real one."""
+    path = tmp_path / "author.json"
+    monkeypatch.setattr(report, "AUTHOR", path)
+    return path
+
+
+# ---- The report ---------------------------------------------------------------------------------
 
 
 def test_report_tex_types_no_number_by_hand():
     tex = (ROOT / "report.tex").read_text()
-    assert (
-        re.findall(r"\b\d{2}\.\d{1,2}\b", tex) == []
-    )  # accuracies such as 98.10 come from \R{...}
+    assert re.findall(r"\b\d{2}\.\d{1,2}\b", tex) == []  # accuracies such as 98.10 come from \R
     assert r"\InputIfFileExists{figures/results.tex}" in tex
 
 
 def test_committed_results_tex_is_what_the_committed_results_give():
     results = json.loads((ROOT / "figures" / "results.json").read_text())
-    macros, tables = report.generate(results, json.loads(submit.AUTHOR.read_text()))
+    macros, tables = report.generate(results, report.read_author())
     committed = (ROOT / "figures" / "results.tex").read_text()
     assert dict(re.findall(r"^\\resdef\{(\w+)\}\{(.*)\}$", committed, re.M)) == macros
     for name, text in tables.items():
         assert (ROOT / "figures" / name).read_text() == text
 
 
-@pytest.mark.skipif(not HAVE_LATEX, reason="needs LaTeX and poppler (CI installs both)")
+@needs_latex
 def test_report_builds_from_the_committed_results_with_every_section_figure_and_number(tmp_path):
     shutil.copytree(ROOT / "figures", tmp_path / "figures")
-    assert report.main(["--out", str(tmp_path)]) is None
+    assert report.run_tool(report.main, ["--out", str(tmp_path)]) == 0
     text = pdf_text(tmp_path / "report.pdf")
     for section in SECTIONS:
         assert section in text, f"{section} missing from the PDF"
@@ -88,21 +109,22 @@ def test_report_builds_from_the_committed_results_with_every_section_figure_and_
         assert f"figures/{name}.pdf" in log, f"figure {name} not included"
     assert not re.search(r"undefined|Undefined control sequence", log)
     assert all(float(pt) <= 1 for pt in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", log))
-    pages = subprocess.run(
-        ["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True
-    ).stdout
-    assert int(re.search(r"Pages:\s+(\d+)", pages).group(1)) <= 11
+    info = subprocess.run(["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True)
+    assert int(re.search(r"Pages:\s+(\d+)", info.stdout).group(1)) <= 10
 
 
-@pytest.mark.skipif(not HAVE_LATEX, reason="needs LaTeX and poppler (CI installs both)")
-def test_report_builds_from_a_quick_run_with_placeholders_for_what_is_not_measured(quick_run):
+@needs_latex
+def test_report_builds_from_a_quick_run_with_placeholders_for_what_is_not_measured(
+    quick_run, author_file
+):
     folder, _ = quick_run
-    assert report.main(["--out", str(folder / "quick")]) is None
+    assert report.run_tool(report.main, ["--out", str(folder / "quick")]) == 0
     text = pdf_text(folder / "quick" / "report.pdf")
-    assert "not yet measured" in text and "3.4" in text  # the seed spread and ablation were not run
+    assert "not yet measured" in text and "3.4" in text  # no seed spread, no ablation
+    assert "YOUR NAME" in text and "YOUR ID" in text  # no author.json: the placeholders
 
 
-@pytest.mark.skipif(not HAVE_LATEX, reason="needs LaTeX")
+@needs_latex
 def test_a_failed_build_names_the_error_and_keeps_the_old_report(
     quick_run, tmp_path, monkeypatch, capsys
 ):
@@ -113,16 +135,143 @@ def test_a_failed_build_names_the_error_and_keeps_the_old_report(
     monkeypatch.setattr(report, "TEX", broken)
     assert report.run_tool(report.main, ["--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "Undefined control sequence" in err and "report.log" in err and "left as it was" in err
+    assert "Undefined control sequence" in err and "report.log" in err
+    assert "left as it was" in err
     assert (tmp_path / "report.pdf").read_bytes() == b"%PDF old"
+
+
+NASTY_NAME = r"\input{/etc/hostname} R^2 ~tilde 100% A&B #1 snake_case {braces}"
+
+
+def test_author_and_id_are_text_never_latex(author_file):
+    escaped = report.escape(NASTY_NAME)
+    plain = re.sub(r"\\text(backslash|asciicircum|asciitilde)\{\}|\\[&%$#_{}]", "", escaped)
+    assert not set(plain) & set("\\^~&%$#_{}")  # every special character was escaped
+    author = report.read_author("abc123", NASTY_NAME)
+    macros, _ = report.generate({}, author)
+    assert macros["Author"] == escaped and macros["DirectoryId"] == "abc123"
+
+
+@needs_latex
+def test_a_nasty_name_prints_as_typed(quick_run, tmp_path, author_file):
+    shutil.copytree(quick_run[0] / "quick" / "figures", tmp_path / "figures")
+    secret = tmp_path / "secret.tex"
+    secret.write_text("SECRETMARKER")
+    name = NASTY_NAME.replace("/etc/hostname", str(secret))
+    args = ["--out", str(tmp_path), "--id", "abc123", "--author", name]
+    assert report.run_tool(report.main, args) == 0
+    text = " ".join(pdf_text(tmp_path / "report.pdf").split())
+    text = text.replace("\u02c6", "^").replace("\u02dc", "~")  # the accents that print ^ and ~
+    assert name.replace("_", " ") in text  # (an underscore is drawn, not a character)
+    assert "SECRETMARKER" not in text  # \input was not run
+    assert json.loads(author_file.read_text()) == {"author": name, "id": "abc123"}
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"author": 5}', None])
+def test_a_damaged_or_missing_author_file_is_one_sentence_or_the_placeholders(
+    author_file, tmp_path, capsys, content
+):
+    if content is not None:
+        author_file.write_text(content)
+        with pytest.raises(P.UserError, match="author.json is damaged .*delete it, or give both"):
+            report.read_author()
+    else:
+        assert report.read_author() == {"author": "YOUR NAME", "id": "YOUR ID"}
+    author = report.read_author("abc123", "A Name")  # both given: the file is not needed
+    assert author == {"author": "A Name", "id": "abc123"}
+
+
+@pytest.mark.parametrize(
+    "entry, found",
+    [
+        ({"mlp_best": {"val_accuracy": 0.9}}, "'mlp_best' lacks a field"),
+        ({"mlp_confusion": {"matrix": "x"}}, "'mlp_confusion' lacks a field or holds a wrong"),
+        ({"seconds": {"2.5": "slow"}}, "'seconds' lacks a field or holds a wrong value"),
+    ],
+)
+def test_a_malformed_results_entry_is_one_sentence_naming_it(tmp_path, capsys, entry, found):
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "results.json").write_text(json.dumps(entry))
+    assert report.run_tool(report.main, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert found in err and err.count("\n") == 1
+
+
+def test_a_zero_where_a_count_belongs_is_one_sentence(tmp_path, capsys):
+    results = json.loads((ROOT / "figures" / "results.json").read_text())
+    results["mlp_best"]["test_n"] = 0
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "results.json").write_text(json.dumps(results))
+    assert report.run_tool(report.main, ["--out", str(tmp_path)]) == 2
+    assert "'mlp_best' lacks a field or holds a wrong value (ZeroDivisionError" in (
+        capsys.readouterr().err
+    )
+
+
+# ---- The statistics -----------------------------------------------------------------------------
+
+
+def test_the_noise_band_uses_students_t_for_the_number_of_seeds():
+    assert report.t_quantile(4) == 2.776 and report.t_quantile(9) == 2.262
+    assert report.t_quantile(35) == report.T_975[30]  # between rows: the wider one
+    values = [0.9810, 0.9826, 0.9830, 0.9838, 0.9858]
+    sd = report.mean_sd(values)[1]
+    assert report.noise_band(values) == pytest.approx(2.776 * sd * math.sqrt(1.2))
+
+
+def chi_squared_tail(x, df=9, steps=200_000):
+    """P(X > x) for X ~ chi-squared(df), by integrating the density numerically."""
+    t = np.linspace(x, x + 200, steps)
+    density = t ** (df / 2 - 1) * np.exp(-t / 2) / (2 ** (df / 2) * math.gamma(df / 2))
+    return float(((density[1:] + density[:-1]) / 2 * np.diff(t)).sum())
+
+
+def test_the_equal_accuracy_test_is_the_textbook_chi_squared_with_a_simulated_p_value():
+    results = json.loads((ROOT / "figures" / "results.json").read_text())
+    C = np.array(results["mlp_confusion"]["matrix"])
+    statistic, p_value = report.equal_accuracy_test(C)
+    n = C.sum(axis=1)
+    observed = np.stack([np.diag(C), n - np.diag(C)], axis=1)
+    expected = np.outer(n, observed.sum(axis=0)) / n.sum()
+    assert statistic == pytest.approx(((observed - expected) ** 2 / expected).sum())
+    large = C * 20  # with large counts the simulation agrees with the chi-squared distribution
+    statistic, p_value = report.equal_accuracy_test(large)
+    assert p_value == pytest.approx(chi_squared_tail(statistic), abs=0.01)
+
+
+def test_the_binomial_tail():
+    assert report.binomial_tail(0, 5, 0.3) == pytest.approx(1)
+    assert report.binomial_tail(5, 5, 0.5) == pytest.approx(1 / 32)
+    assert report.binomial_tail(2, 3, 0.5) == pytest.approx(0.5)
+
+
+# ---- The submission -----------------------------------------------------------------------------
 
 
 def test_zip_holds_exactly_the_script_and_the_report(tmp_path):
     (tmp_path / "report.pdf").write_bytes(b"%PDF-1.5 stand-in")
-    assert submit.main(["--id", "xyz123", "--out", str(tmp_path)]) is None
-    with zipfile.ZipFile(tmp_path / "xyz123_Project3.zip") as z:
-        assert sorted(z.namelist()) == ["Project3.py", "report.pdf"]
-        assert z.read("Project3.py") == (ROOT / "Project3.py").read_bytes()
+    assert submit.run_tool(submit.main, ["--id", "xyz123", "--out", str(tmp_path)]) == 0
+    with zipfile.ZipFile(tmp_path / "xyz123_Project3.zip") as archive:
+        assert sorted(archive.namelist()) == ["Project3.py", "report.pdf"]
+        assert archive.read("Project3.py") == (ROOT / "Project3.py").read_bytes()
+
+
+def test_zip_refuses_the_placeholder_id_and_says_how_to_set_one(tmp_path, author_file, capsys):
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.5 stand-in")
+    author_file.write_text(json.dumps({"author": "YOUR NAME", "id": "YOUR ID"}))
+    assert submit.run_tool(submit.main, ["--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no directory ID yet" in err and "tools/report.py --id YOURID" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["author.json", "report.pdf"]
+
+
+@pytest.mark.parametrize("content, found", [(b"", "not a PDF"), (None, "does not exist yet")])
+def test_zip_refuses_a_missing_or_empty_report(tmp_path, capsys, content, found):
+    if content is not None:
+        (tmp_path / "report.pdf").write_bytes(content)
+    assert submit.run_tool(submit.main, ["--id", "abc", "--out", str(tmp_path)]) == 2
+    assert found in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.zip"))
 
 
 @pytest.mark.parametrize("bad_id", ["", "../x", "a b", "x;rm", "1abc"])
@@ -133,81 +282,102 @@ def test_zip_refuses_an_id_that_is_not_a_plain_identifier(tmp_path, bad_id, caps
     assert list(tmp_path.iterdir()) == [tmp_path / "report.pdf"]
 
 
+# ---- The other tools: inputs checked first, one sentence, signals ------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("report", []),
+        ("submit", ["--id", "abc"]),
+        ("seeds", ["--quick"]),
+        ("ablation", ["--quick", "--which", "mlp"]),
+        ("bench", ["--quick"]),
+    ],
+)
+def test_every_tool_refuses_an_out_it_cannot_write_before_its_work(tmp_path, name, args):
+    (tmp_path / "a_file").write_text("not a folder")
+    out = tmp_path / "a_file" / "below"
+    start = time.monotonic()
+    run = tool(name, *args, "--out", out)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert f"--out {out}" in run.stderr and "Traceback" not in run.stderr
+    assert "seed 0" not in run.stdout and "round 1" not in run.stdout  # before any work
+    assert time.monotonic() - start < 60
+
+
+def test_bench_refuses_zero_rounds(tmp_path):
+    run = tool("bench", "--rounds", "0", "--out", tmp_path)
+    assert run.returncode == 2 and "--rounds must be at least 1, found 0." in run.stderr
+
+
 def test_ablation_rows_use_validation_only(tmp_path):
     data = make_small_data(tmp_path / "data")
     for name in ("MNIST_test_images.npy", "MNIST_test_labels.npy"):
         (data / name).unlink()  # it must not even look for the test split
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "ablation.py"),
-            "--which",
-            "mlp",
-            "--quick",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = tool("ablation", "--which", "mlp", "--quick", "--data", data, "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     rows = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())["ablation"]
-    assert {
-        key for key, group, _, _ in __import__("ablation").ROWS if group.startswith("mlp")
-    } == set(rows)
-    assert all(
-        row["epochs"] == P.QUICK["epochs"] and 0 <= row["best_val_accuracy"] <= 1
-        for row in rows.values()
-    )
+    ablation = import_path("ablation", TOOLS / "ablation.py")
+    assert {key for key, group, _, _ in ablation.ROWS if group.startswith("mlp")} == set(rows)
+    for row in rows.values():
+        assert row["epochs"] == P.QUICK["epochs"] and 0 <= row["best_val_accuracy"] <= 1
 
 
 def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     data = make_small_data(tmp_path / "data")
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "seeds.py"),
-            "--seeds",
-            "2",
-            "--quick",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked"))),
+    env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
+    run = tool(
+        "seeds", "--seeds", "2", "--quick", "--data", data, "--out", tmp_path / "out", env=env
     )
     assert run.returncode == 0, run.stderr
     seeds = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())["seeds"]
-    assert (
-        seeds["seeds"] == [0, 1] and len(seeds["mlp_best"]["test"]) == 2 and "cnn_best" not in seeds
+    assert seeds["seeds"] == [0, 1] and len(seeds["mlp_best"]["test"]) == 2
+    assert "cnn_best" not in seeds
+
+
+def test_a_tool_stopped_by_sigterm_says_so_in_one_line_and_leaves_no_temporary(tmp_path):
+    data = make_small_data(tmp_path / "data")
+    env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
+    command = [sys.executable, str(TOOLS / "seeds.py"), "--seeds", "3", "--quick", "--data"]
+    command += [str(data), "--out", str(tmp_path / "out")]
+    run = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    for line in run.stdout:
+        if "[2.6] epoch 1/" in line:
+            run.send_signal(signal.SIGTERM)
+            break
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "seeds.py: stopped by SIGTERM; results written so far are kept."
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.name.endswith((".tmp", ".lock"))]
 
 
 def test_bench_measures_every_kind_side_by_side(tmp_path):
     if P.torch is None:
         pytest.skip("the benchmark compares against torch")
     data = make_small_data(tmp_path / "data", n_train=2000, n_val=300)
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "tools" / "bench.py"),
-            "--quick",
-            "--data",
-            str(data),
-            "--out",
-            str(tmp_path / "out"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    run = tool("bench", "--quick", "--data", data, "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     bench = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())["bench"]
-    assert all(
-        bench[kind] > 0 for kind in ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best", "cnn_plain")
-    )
+    assert all(bench[kind] > 0 for kind in ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best"))
     assert bench["numpy_over_torch"] == round(bench["mlp_numpy"] / bench["mlp_torch"], 3)
+
+
+def test_convert_weights_turns_an_old_pickle_into_the_same_arrays(tmp_path):
+    torch = pytest.importorskip("torch")
+    try:  # weights_only needs torch 1.13
+        torch.save({}, tmp_path / "probe.pt")
+        torch.load(tmp_path / "probe.pt", weights_only=True)
+    except TypeError:
+        pytest.skip("reading .pt safely needs torch 1.13")
+    torch.manual_seed(5)
+    net = P.ConvNet()
+    (tmp_path / "weights").mkdir()
+    torch.save(net.state_dict(), tmp_path / "weights" / "cnn.pt")
+    run = tool("convert_weights", "--out", tmp_path)
+    assert run.returncode == 0, run.stderr
+    back = P.load_cnn(tmp_path / "weights" / "cnn.npz", "cpu")
+    for name, tensor in net.state_dict().items():
+        assert torch.equal(tensor, back.state_dict()[name])

@@ -157,7 +157,7 @@ def binomial_tail(k, n, p):
 # ---- Macros from each entry of results.json -----------------------------------------------------
 
 
-def network_macros(prefix, r, seeds):
+def network_macros(r, prefix, seeds):
     h = r["history"]
     m = {
         "Val": pct(r["val_accuracy"]),
@@ -234,7 +234,7 @@ def seed_macros(runs):
     return m
 
 
-def confusion_macros(prefix, c):
+def confusion_macros(c, prefix):
     C = np.array(c["matrix"])
     per_class = c["per_class_accuracy"]
     wrong = C.sum(axis=1) - np.diag(C)
@@ -310,7 +310,7 @@ def oldest_stack_macros(o):
     return m
 
 
-def ablation_macros(key, row, seeds):
+def ablation_macros(row, key, seeds):
     name = "Abl" + key.replace("_", " ").title().replace(" ", "")
     m = {
         "Best": pct(row["best_val_accuracy"]),
@@ -536,7 +536,7 @@ def build(out):
         run = subprocess.run(command, cwd=build_dir, capture_output=True, text=True)
         log = build_dir / "report.log"
         if log.is_file():
-            P.write_whole(out / "report.log", shutil.copy, log)
+            P.write_whole(out / "report.log", copy_into, log)
         if run.returncode != 0:
             text = log.read_text(errors="replace") if log.is_file() else run.stdout
             errors = re.findall(r"^(?:!|\./report\.tex:\d+:) .*$", text, re.M)
@@ -545,8 +545,12 @@ def build(out):
                 f"LaTeX failed on {TEX.name}: {first}; the log is {out / 'report.log'}, and "
                 f"{out / 'report.pdf'} was left as it was."
             )
-        P.write_whole(out / "report.pdf", shutil.copy, build_dir / "report.pdf")
+        P.write_whole(out / "report.pdf", copy_into, build_dir / "report.pdf")
     return out / "report.pdf"
+
+
+def copy_into(tmp, source):
+    shutil.copyfile(source, tmp)
 
 
 def main(argv=None):
