@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 try:
+    import matplotlib
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -651,9 +652,14 @@ def section_2_8(data, args):
         ax.set_title(f"the 64 rows of $W_1$, {name}")
     save_figure(fig, args.out, "mlp_templates")
     blank = data["train"][0].max(axis=0) == 0  # pixels that are 0 in every training image
+    initial = MLP(seed=args.seed).W1  # where both networks started (2.2)
     entry = {"blank_pixels": int(blank.sum())}
     for key, net in nets.items():
-        entry[key] = {"rms_blank": rms(net.W1[:, blank]), "rms_inked": rms(net.W1[:, ~blank])}
+        entry[key] = {
+            "rms_blank": rms(net.W1[:, blank]),
+            "rms_inked": rms(net.W1[:, ~blank]),
+            "rms_change_inked": rms(net.W1[:, ~blank] - initial[:, ~blank]),  # what training added
+        }
     return {"mlp_templates": entry}
 
 
@@ -787,6 +793,7 @@ def train_cnn(
             labels = y_all[idx]
             if augment is not None:  # 3.4
                 inputs = distort(inputs, random_affine(len(idx), rng, **augment))
+            # The training step, copied from the PyTorch tutorial "Training a classifier":
             optimizer.zero_grad()
             loss = loss_fn(net(inputs), labels)
             loss.backward()
@@ -1385,8 +1392,9 @@ def run(args):
         section_start = time.perf_counter()
         try:
             entries = SECTIONS[section](data, args)
-            seconds = round(time.perf_counter() - section_start, 1)
-            record_results(args.out, {**entries, "seconds": {section: seconds}}, merged=["seconds"])
+            seconds = {section: round(time.perf_counter() - section_start, 1)}
+            timing = {"seconds": seconds, "versions": versions()}  # seconds depend on versions
+            record_results(args.out, {**entries, **timing}, merged=["seconds"])
         except UserError as error:
             if done == 0:
                 raise
@@ -1395,6 +1403,16 @@ def run(args):
             raise UserError(f"{error.args[0].rstrip('.')}; {kept}.") from None
         measured.update(entries)
     print_summary(args, measured, sections, time.perf_counter() - start)
+
+
+def versions():
+    """What the run ran on: its seconds, and the last digits of its numbers, depend on these."""
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "torch": None if torch is None else torch.__version__,
+    }
 
 
 def print_summary(args, measured, sections, seconds):

@@ -92,6 +92,21 @@ def test_committed_results_tex_is_what_the_committed_results_give():
         assert (ROOT / "figures" / name).read_text() == text
 
 
+def code_names(tex):
+    return {
+        name.replace("\\_", "_") for name in re.findall(r"\\code\{(?:class )?([\w\\.]+)\}", tex)
+    }
+
+
+def test_the_running_text_names_no_function_and_the_code_map_names_real_ones():
+    tex = (ROOT / "report.tex").read_text()
+    body, appendix = tex.split("\\appendix")
+    defined = {name for name in dir(P) if not name.startswith("__")} | set(dir(P.MLP))
+    assert not code_names(body) & defined  # prose about the method, not the code
+    mapped = code_names(appendix.split("\\end{tabular}")[0]) - {"Project3.py"}
+    assert mapped and mapped <= defined, mapped - defined
+
+
 @needs_latex
 def test_report_builds_from_the_committed_results_with_every_section_figure_and_number(tmp_path):
     shutil.copytree(ROOT / "figures", tmp_path / "figures")

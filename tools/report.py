@@ -184,13 +184,17 @@ def network_macros(r, prefix, seeds):
     )
     last = val[-5:]  # how much validation accuracy moves from epoch to epoch at the end
     m.update(LastFiveMin=pct(min(last)), LastFiveMax=pct(max(last)), LastFiveN=str(len(last)))
-    early = int(np.argmax(val[: len(val) // 4 + 1]))  # the first peak, before the network learns
-    after = early + int(np.argmin(val[early:][: len(val) // 4 + 1]))
+    peak, dip = early_instability(val)
     m.update(
-        EarlyPeakStep=thousands(h["step"][early]),
-        EarlyPeakVal=pct(val[early], 1),
-        EarlyDipStep=thousands(h["step"][after]),
-        EarlyDipVal=pct(val[after], 1),
+        EarlyPeakStep=thousands(h["step"][peak]),
+        EarlyPeakVal=pct(val[peak], 1),
+        EarlyDipStep=thousands(h["step"][dip]),
+        EarlyDipVal=pct(val[dip], 1),
+    )
+    learned = [i for i in range(1, len(val)) if max(val[:i]) >= 0.9]  # once it has learned
+    drop = max(learned, key=lambda i: val[i - 1] - val[i], default=0)
+    m.update(
+        DropStep=thousands(h["step"][drop]), DropVal=pct(val[drop]), DropFrom=pct(val[drop - 1])
     )
     full = [step for step, accuracy in zip(h["step"], h["train_acc"]) if accuracy == 1.0]
     m["TrainFullStep"] = thousands(full[0]) if full else "never"
@@ -218,6 +222,19 @@ def network_macros(r, prefix, seeds):
     if key in seeds:
         m.update(seed_macros(seeds[key]))
     return {prefix + name: value for name, value in m.items()}
+
+
+def early_instability(val):
+    """(peak, dip): the epochs of the largest fall of validation accuracy from its best so far,
+    before the network first reaches 90 % (while it is still learning to tell digits apart)."""
+    largest, peak, dip = 0.0, 0, 0
+    for epoch in range(1, len(val)):
+        best = int(np.argmax(val[:epoch]))
+        if val[best] >= 0.9:
+            break
+        if val[best] - val[epoch] > largest:
+            largest, peak, dip = val[best] - val[epoch], best, epoch
+    return peak, dip
 
 
 def seed_macros(runs):
@@ -250,12 +267,12 @@ def confusion_macros(c, prefix):
         "AccMin": pct(min(per_class), 1),
         "AccMax": pct(max(per_class), 1),
         "ChiSquared": f"{statistic:.1f}",
-        "ChiP": f"{p_value:.2f}",
+        "ChiP": f"{p_value:.2f}" if p_value >= 0.01 else "<0.01",
         "TopTrue": str(first["true"]),
         "TopPredicted": str(first["predicted"]),
         "TopCount": str(first["count"]),
         "TopOfTrue": str(of_true_digit),
-        "TopTail": f"{binomial_tail(first['count'], of_true_digit, 1 / 9):.0e}",
+        "TopTail": tex_number(float(f"{binomial_tail(first['count'], of_true_digit, 1 / 9):.0e}")),
         "TopShare": str(sum(t["count"] for t in top[:6])),
         "TopConfusions": ", ".join(arrow(t) for t in top[:6]),
         "RepeatedConfusions": ", ".join(arrow(t) for t in repeated),
@@ -281,6 +298,8 @@ def template_macros(t):
         "SpecRmsInked": f"{t['mlp_spec']['rms_inked']:.3f}",
         "BestRmsBlank": f"{t['mlp_best']['rms_blank']:.2f}",
         "BestRmsInked": f"{t['mlp_best']['rms_inked']:.2f}",
+        "SpecRmsChangeInked": f"{t['mlp_spec']['rms_change_inked']:.3f}",
+        "BestRmsChangeInked": f"{t['mlp_best']['rms_change_inked']:.2f}",
     }
 
 
@@ -294,7 +313,16 @@ def seconds_macros(seconds):
     }
 
 
-def oldest_stack_macros(o):
+def versions_macros(v):
+    return {
+        "PinnedPython": v["python"],
+        "PinnedNumpy": v["numpy"],
+        "PinnedMatplotlib": v["matplotlib"],
+        "PinnedTorch": str(v["torch"]).split("+")[0],
+    }
+
+
+def oldest_stack_macros(o, seeds):
     """The grader's run on the oldest supported stack (Python 3.8, numpy 1.19, torch 1.7)."""
     m = {
         "OldSeconds": f"{o['seconds']:.0f}",
@@ -304,9 +332,21 @@ def oldest_stack_macros(o):
         "OldMatplotlib": o["matplotlib"],
         "OldTorch": o["torch"],
     }
+    outside = []
     for prefix, key in NETWORKS.items():
-        if key in o.get("test_accuracy", {}):
+        if key in o["test_accuracy"]:
             m[f"Old{prefix}Test"] = pct(o["test_accuracy"][key])
+            m[f"Old{prefix}Val"] = pct(o["val_accuracy"][key])
+            if key in seeds:
+                runs = seeds[key]["test"]
+                if abs(o["test_accuracy"][key] - mean_sd(runs)[0]) > noise_band(runs):
+                    outside.append(prefix)
+    if seeds:
+        m["OldVerdict"] = (
+            "outside the seed spread for " + ", ".join(outside)
+            if outside
+            else ("each within the seed spread of the pinned stack")
+        )
     return m
 
 
@@ -321,8 +361,11 @@ def ablation_macros(row, key, seeds):
         "LastGap": f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}",
     }
     if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
-        stat = compared_statistic(row["group"])
-        m["Diff"] = f"{100 * (row[stat] - mean_sd(seeds[row['group']]['val'])[0]):+.2f}"
+        runs = seeds[row["group"]]["val"]
+        difference = row[compared_statistic(row["group"])] - mean_sd(runs)[0]
+        m["Diff"] = f"{100 * difference:+.2f}"
+        beyond = abs(difference) > noise_band(runs)
+        m["Verdict"] = "beyond the noise" if beyond else "within the noise"
     return {name + k: v for k, v in m.items()}
 
 
@@ -430,6 +473,8 @@ def generate(results, author):
             m.update(from_entry(results, key, network_macros, prefix, seeds))
     if "seeds" in results:
         m.update(from_entry(results, "seeds", last_seed))
+    if "mlp_spec_2000" in results and "cnn_spec_2000" in results:
+        m.update(from_entry(results, "mlp_spec_2000", mlp_at_cnn_steps, results["cnn_spec_2000"]))
     for prefix, key in (("Mlp", "mlp_confusion"), ("Cnn", "cnn_confusion")):
         if key in results:
             m.update(from_entry(results, key, confusion_macros, prefix))
@@ -442,7 +487,9 @@ def generate(results, author):
     if results.get("seconds"):
         m.update(from_entry(results, "seconds", seconds_macros))
     if "oldest_stack" in results:
-        m.update(from_entry(results, "oldest_stack", oldest_stack_macros))
+        m.update(from_entry(results, "oldest_stack", oldest_stack_macros, seeds))
+    if "versions" in results:
+        m.update(from_entry(results, "versions", versions_macros))
     for key in results.get("ablation", {}):
         m.update(from_entry(results["ablation"], key, ablation_macros, key, seeds))
     if "bench" in results:
@@ -456,6 +503,15 @@ def generate(results, author):
             epochs = results.get(group, {}).get("epochs", "")
             tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds, epochs)
     return m, tables
+
+
+def mlp_at_cnn_steps(small, cnn_small):
+    """The MLP on 2000 images after as many steps as the CNN took on them (3.3)."""
+    at = max(i for i, step in enumerate(small["history"]["step"]) if step <= cnn_small["steps"])
+    return {
+        "MlpSmallValAtCnnSteps": pct(small["history"]["val_acc"][at]),
+        "MlpSmallTrainAtCnnSteps": pct(small["history"]["train_acc"][at]),
+    }
 
 
 def last_seed(s):

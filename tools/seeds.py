@@ -2,7 +2,11 @@
 scratch folder, recording every network's validation and test accuracy and the run's seconds. The
 report's "mean +- standard deviation" numbers come from here (figures/results.json, key "seeds").
 
-    python tools/seeds.py [--seeds 5] [--out DIR] [--quick] [--data DIR] [--device cpu|cuda]
+    python tools/seeds.py [--seeds 5] [--first K] [--out DIR] [--quick] [--data DIR]
+                          [--device cpu|cuda]
+
+--first K runs seeds K..N-1 only and adds them to the seeds 0..K-1 already recorded, so that more
+seeds cost only their own runs (the runs are deterministic: seed k gives the same numbers again).
 """
 
 import argparse
@@ -19,6 +23,7 @@ DESCRIPTION = "The grader's run repeated with seeds 0..N-1: the report's seed sp
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 to N-1 (default 5)")
+    parser.add_argument("--first", type=int, default=0, help="add seeds K..N-1 to 0..K-1")
     parser.add_argument("--out", help="folder whose figures/results.json receives the spread")
     parser.add_argument("--data", help="data folder, as for Project3.py")
     parser.add_argument("--device", choices=["cpu", "cuda"])
@@ -40,16 +45,34 @@ def run_seed(seed, args, scratch):
     return P.read_results(Path(scratch))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.seeds < 2:
-        raise P.UserError(f"--seeds must be at least 2 for a spread, found {args.seeds}.")
-    out = out_dir(args.out, writing=True)  # checked before the first seed, not after the last
-    P.read_results(out)  # and the results file the spread goes into
-    P.load_data(P.find_data_dir(args.data))
+def recorded_runs(results, args):
+    """The seed runs to add to: none, or with --first K those of seeds 0..K-1 already recorded."""
     runs = {key: {"val": [], "test": [], "best_epoch": []} for key in NETWORKS}
     seconds = []
-    for seed in range(args.seeds):
+    if args.first == 0:
+        return runs, seconds
+    recorded = results.get("seeds", {})
+    if recorded.get("seeds") != list(range(args.first)) or recorded.get("quick") != args.quick:
+        raise P.UserError(
+            f"--first {args.first} adds to seeds 0..{args.first - 1}, but results.json records "
+            f"seeds {recorded.get('seeds')} (quick: {recorded.get('quick')})."
+        )
+    for key in NETWORKS:
+        if key in recorded:
+            runs[key] = {what: list(recorded[key][what]) for what in runs[key]}
+    return runs, list(recorded["seconds"])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.seeds < 2 or not 0 <= args.first < args.seeds:
+        raise P.UserError(
+            f"--seeds must be at least 2 and --first below it, found {args.seeds} and {args.first}."
+        )
+    out = out_dir(args.out, writing=True)  # checked before the first seed, not after the last
+    runs, seconds = recorded_runs(P.read_results(out), args)
+    P.load_data(P.find_data_dir(args.data))
+    for seed in range(args.first, args.seeds):
         with tempfile.TemporaryDirectory() as scratch:
             results = run_seed(seed, args, scratch)
         for key in NETWORKS:
@@ -61,9 +84,9 @@ def main(argv=None):
         done = [key for key in NETWORKS if runs[key]["val"]]
         accuracies = [f"{key} val {100 * runs[key]['val'][-1]:.2f}" for key in done]
         print(f"seed {seed}: " + ", ".join(accuracies), flush=True)
-    spread = {key: value for key, value in runs.items() if value["val"]}
-    entry = {"seeds": list(range(args.seeds)), "quick": args.quick, "seconds": seconds, **spread}
-    P.record_results(out, {"seeds": entry})
+        spread = {key: value for key, value in runs.items() if value["val"]}
+        entry = {"seeds": list(range(seed + 1)), "quick": args.quick, "seconds": seconds}
+        P.record_results(out, {"seeds": {**entry, **spread}})  # after every seed: none is lost
 
 
 if __name__ == "__main__":
