@@ -7,7 +7,7 @@ Put this file beside the data folder Project3_data (or Project3_Data) and run
     python Project3.py --part cnn     Part 2 only
     python Project3.py --section 2.7  one section (2.7, 2.8 and 3.3 build on the saved outputs)
     python Project3.py --quick        every section on a few hundred images, in seconds
-    python Project3.py --part eval    the saved networks on the test split; the last line is JSON
+    python Project3.py --part eval    the saved networks of 2.6 and 3.4 on the test split (JSON)
 
 Figures go to figures/, weights to weights/ and every number to figures/results.json, beside this
 file (or under --out). The sections below follow the report's. It runs on Python 3.8-3.13 with
@@ -31,12 +31,17 @@ try:
     try:  # Part 2 only: Part 1 runs where torch is missing or broken
         import torch
         import torch.nn.functional as F
+
+        torch.from_numpy(np.zeros(1))  # a torch built for another numpy fails here, not in 3.2
     except Exception as error:  # not installed, a broken install, a missing library: no Part 2
         torch = None
         F = None
         TORCH_PROBLEM = f"{type(error).__name__}: {error}"
     else:
         TORCH_PROBLEM = None
+except ImportError as error:  # numpy or matplotlib: the whole assignment needs them
+    print(f"Project3.py: error: numpy and matplotlib are needed ({error}).", file=sys.stderr)
+    sys.exit(2)
 except KeyboardInterrupt:  # Ctrl-C during the slow imports: the same one line as later on
     print(
         "Project3.py: interrupted before the first section; nothing was written.", file=sys.stderr
@@ -44,7 +49,32 @@ except KeyboardInterrupt:  # Ctrl-C during the slow imports: the same one line a
     sys.exit(130)
 
 Module = object if torch is None else torch.nn.Module  # the base class of the CNN of Part 2
+HERE = Path(__file__).resolve().parent  # the data folder and the outputs are found beside this file
 plt.switch_backend("Agg")  # figures go to files; nothing waits for a window
+plt.rcParams.update(
+    {
+        "font.size": 8,  # 8 pt as printed in the report
+        "axes.titlesize": 8,
+        "legend.fontsize": 8,
+        "axes.formatter.min_exponent": 4,  # log axes read 0.05, 0.1, 0.2 rather than 5x10^-2
+    }
+)
+
+
+class UserError(Exception):
+    """Something the user can fix (data, weights, options, disk): one sentence, exit status 2."""
+
+
+def say(text):
+    """print(), except that a closed or full stdout (`| head`, a full disk) silences the rest of
+    the run's output instead of stopping the run."""
+    if sys.stdout is None:
+        return
+    try:
+        print(text, flush=True)
+    except OSError:  # BrokenPipeError, or no space left on the device
+        sys.stdout = None
+
 
 # ==== Configuration: every number a run depends on. ==============================================
 
@@ -61,7 +91,7 @@ MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the v
     "epochs": 100,  # best epochs 61-88 over 5 seeds; 200 epochs did no better (98.32 %)
     "batch": 128,  # batch 64 (at lr 0.002) scored lower on validation: 98.16 against 98.32 %
     "lr": 3e-3,  # Adam's learning rate in the first epoch of the cosine decay (get_lr)
-    "lr_final": 2e-5,  # ... falling to this in the last
+    "lr_final": 2e-5,  # ... decaying towards this
     "augment": {  # random affine distortions of each training image, drawn afresh every time
         "rotate_deg": 8.0,  # rotation by up to +-8 degrees
         "scale": 0.08,  # scaling by 1 +- 0.08
@@ -101,6 +131,7 @@ NETWORKS = (  # (results key, name, the accuracy above which each point is extra
 CREDIT_FLOOR = -20  # the assignment takes off a point per point below the base, down to 20 below
 
 # ==== Data: the three splits, checked and scaled alike before anything is trained. ===============
+# (The readers of .npy and .npz files are under "Files and faults", near the end.)
 
 
 def find_data_dir(given=None):
@@ -108,7 +139,9 @@ def find_data_dir(given=None):
     folder, as the assignment's relative paths expect."""
     if given is not None:
         if not Path(given).is_dir():
-            raise UserError(f"data folder {given} does not exist (given with --data).")
+            raise UserError(
+                f"data folder {given} does not exist or is not a folder (given with --data)."
+            )
         return Path(given)
     for base in (HERE, Path.cwd()):
         for name in ("Project3_data", "Project3_Data"):
@@ -226,8 +259,9 @@ class MLP:
         return self.y_hat
 
     def loss(self, y):
-        """Cross-entropy -sum y log y_hat of the last forward pass, summed over its images, from a2
-        (log-softmax), so that it stays finite where y_hat underflows to 0."""
+        """The loss that update_grad differentiates: cross-entropy -sum y log y_hat of the last
+        forward pass, summed over its images, from a2 (log-softmax), so that it stays finite where
+        y_hat underflows to 0. (Training needs only its gradient; the gradient checks use it.)"""
         return float(-(np.reshape(y, self.a2.shape) * log_softmax(self.a2)).sum())
 
     def reset_grad(self):
@@ -310,14 +344,14 @@ def mlp_log_probs(net, x, chunk=10000):
     return np.concatenate(log_probs)
 
 
-def scores(log_probs, y):
+def accuracy_and_loss(log_probs, y):
     """(accuracy, mean cross-entropy) from log-probabilities (N, 10) and the true digits (N,)."""
     accuracy = float(np.mean(log_probs.argmax(axis=1) == y))
     cross_entropy = float(-log_probs[np.arange(len(y)), y].mean())
     return accuracy, cross_entropy
 
 
-def log_epoch(history, *, tag, epoch, epochs, steps, train, val, start):
+def record_epoch(history, *, tag, epoch, epochs, steps, train, val, start):
     """Record and print an epoch's (accuracy, loss) on training and validation images; returns
     True if its validation accuracy is the best so far."""
     best_before = max(history.get("val_acc", [-1]))
@@ -344,6 +378,8 @@ def get_lr(epoch, epochs, *, lr, lr_final=None):
     decay of 2.6 from lr in the first epoch towards lr_final (Loshchilov and Hutter, 2017)."""
     if lr_final is None:
         return lr
+    # A numpy float64: numpy 2 then takes 2.6's Adam step in float64 before it stores the float32
+    # weights, numpy 1 in float32, so the two differ in the last digits of the weights.
     progress = (epoch - 1) / epochs
     return lr_final + (lr - lr_final) * (1 + np.cos(np.pi * progress)) / 2
 
@@ -364,18 +400,29 @@ def train_mlp(
     for epoch in range(1, epochs + 1):
         lr_now = get_lr(epoch, epochs, lr=lr, lr_final=lr_final)
         steps += train_epoch(net, x, Y, batch=batch, lr=lr_now, rng=rng, augment=augment)
-        train = scores(mlp_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
-        val = scores(mlp_log_probs(net, data["val"][0]), data["val"][1])
-        progress = {"epoch": epoch, "epochs": epochs, "steps": steps, "start": start}
-        if log_epoch(history, tag=tag, train=train, val=val, **progress):
+        train = accuracy_and_loss(mlp_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
+        val = accuracy_and_loss(mlp_log_probs(net, data["val"][0]), data["val"][1])
+        is_best = record_epoch(
+            history,
+            tag=tag,
+            epoch=epoch,
+            epochs=epochs,
+            steps=steps,
+            train=train,
+            val=val,
+            start=start,
+        )
+        if is_best:
             params = {name: theta.copy() for name, theta in net.params().items()}
             best = {"val_acc": history["val_acc"][-1], "params": params}
     return history, best
 
 
-def summary(history, start, **entries):
-    """What results.json keeps of a training run: its history and the numbers the report quotes."""
+def summary(history, start, seed, **entries):
+    """What results.json keeps of a training run: its history and the numbers the report quotes.
+    val_accuracy, among the entries, is the validation accuracy of the weights that were kept."""
     return {
+        "seed": seed,
         "epochs": len(history["step"]),
         "steps": history["step"][-1],
         "final_train_accuracy": history["train_acc"][-1],
@@ -389,8 +436,9 @@ def summary(history, start, **entries):
 
 
 def test_scores(log_probs, test):
-    """The test split is read only here, once a network's training is over."""
-    return {"test_accuracy": scores(log_probs, test[1])[0], "test_n": len(test[1])}
+    """The test accuracy of a network whose training is over: the test split never enters
+    train_mlp or train_cnn, so it chooses nothing."""
+    return {"test_accuracy": accuracy_and_loss(log_probs, test[1])[0], "test_n": len(test[1])}
 
 
 # ==== 2.5 Over-fitting? The specified training on the first 2000 images, then on all 50000. ======
@@ -404,7 +452,7 @@ def study_size(n, small_n, quick):
     return min(small_n, n // 3)
 
 
-def plot_curves(runs, *, title, out, name, ylim=50, train_label="training images"):
+def plot_curves(runs, *, title, out, name, accuracy_from=50, train_label="training images"):
     """Accuracy and loss against gradient steps, a row per run, on shared axes so that the runs
     compare by eye."""
     fig, axes = plt.subplots(
@@ -422,7 +470,7 @@ def plot_curves(runs, *, title, out, name, ylim=50, train_label="training images
                 history["step"], scale * np.array(history[f"val_{what}"]), label="validation images"
             )
             ax.grid(alpha=0.3)
-        row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(ylim, 100.3))
+        row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(accuracy_from, 100.3))
         row[1].set(title=f"{label}: loss", ylabel="cross-entropy per image", yscale="log")
     for ax in axes[-1]:
         ax.set_xlabel("gradient steps")
@@ -456,12 +504,14 @@ def section_2_5(data, args):
             seed=args.seed,
             tag=f"2.5, {n} images",
         )
-        measured[key] = summary(history, start, train_n=n, val_accuracy=history["val_acc"][-1])
+        final_val = history["val_acc"][-1]
+        measured[key] = summary(history, start, args.seed, train_n=n, val_accuracy=final_val)
         which = "first" if n < len(x) else "all"
         runs.append((f"{which} {n} images, {epochs} epochs", history))
-    net.save(args.out / "weights" / "mlp_spec.npz")  # the network trained on all the images
-    test_log_probs = mlp_log_probs(net, data["test"][0])
-    measured["mlp_spec"].update(test_scores(test_log_probs, data["test"]))
+        if key == "mlp_spec":  # the network trained on all the images is the one kept
+            net.save(args.out / "weights" / "mlp_spec.npz")
+            test_log_probs = mlp_log_probs(net, data["test"][0])
+            measured[key].update(test_scores(test_log_probs, data["test"]))
     title = f"MLP: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
     plot_curves(runs, title=title, out=args.out, name="mlp_study")
     return measured
@@ -507,12 +557,12 @@ def random_affine(B, rng, rotate_deg, scale, shear, shift):
     reads the input at A^-1 (p - t), A rotating by up to rotate_deg degrees, scaling by 1 +- scale
     and shearing by up to +-shear, t a shift of up to +-shift pixels. 3.4 draws its maps here
     too."""
-    theta = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, B))
+    angle = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg, B))
     s = 1 + rng.uniform(-scale, scale, B)
     k = rng.uniform(-shear, shear, B)
     t = rng.uniform(-shift, shift, (B, 2, 1))
-    cos = np.cos(theta)
-    sin = np.sin(theta)
+    cos = np.cos(angle)
+    sin = np.sin(angle)
     first_row = np.stack([cos, cos * k - sin], -1)
     second_row = np.stack([sin, sin * k + cos], -1)
     A = s[:, None, None] * np.stack([first_row, second_row], -2)
@@ -560,10 +610,15 @@ def section_2_6(data, args):
     runs = [(f"{cfg['epochs']} epochs", history)]
     train_label = f"first {TRAIN_EVAL_N} training images"
     plot_curves(
-        runs, title=title, out=args.out, name="mlp_best_training", ylim=90, train_label=train_label
+        runs,
+        title=title,
+        out=args.out,
+        name="mlp_best_training",
+        accuracy_from=90,
+        train_label=train_label,
     )
     test_log_probs = mlp_log_probs(net, data["test"][0])
-    entry = summary(history, start, val_accuracy=best["val_acc"], config=cfg)
+    entry = summary(history, start, args.seed, val_accuracy=best["val_acc"], config=cfg)
     entry.update(test_scores(test_log_probs, data["test"]))
     return {"mlp_best": entry}
 
@@ -585,24 +640,10 @@ def confusion_section(key, *, predicted, test, out, title):
     C = confusion_matrix(y, predicted)
     mistakes = [(-int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j and C[i, j]]
     pairs = [(-minus_count, i, j) for minus_count, i, j in sorted(mistakes)]  # ties: by digit
-
-    fig, ax = plt.subplots(figsize=(3.3, 3.15))
-    ax.imshow(np.log1p(C), cmap="Blues")  # log scale: the mistakes show beside the diagonal
-    for i, j in np.ndindex(C.shape):
-        ax.text(j, i, C[i, j], ha="center", va="center", color="white" if i == j else "black")
-    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
-    ax.set_title(title)
-    save_figure(fig, out, f"{key}_confusion")
-
-    no_ticks = {"xticks": [], "yticks": [], "frame_on": False}
-    fig, axes = plt.subplots(6, 6, figsize=(3.2, 3.4), subplot_kw=no_ticks)
-    for row, (count, i, j) in zip(axes, pairs):  # up to 6 images of the 6 most frequent mistakes
-        for ax, k in zip(row, np.flatnonzero((y == i) & (predicted == j))):
-            ax.imshow(x[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
-        row[0].set_ylabel(f"{i}$\\to${j} ({count})", rotation=0, ha="right", va="center")
-    fig.suptitle(f"{title}: mistakes, true$\\to$predicted (count)", fontsize=8)
-    save_figure(fig, out, f"{key}_mistakes")
-
+    plot_confusion(C, out=out, name=f"{key}_confusion", title=title)
+    plot_mistakes(
+        pairs[:6], test=test, predicted=predicted, out=out, name=f"{key}_mistakes", title=title
+    )
     per_class = np.diag(C) / np.maximum(C.sum(axis=1), 1)
     top = [{"true": i, "predicted": j, "count": count} for count, i, j in pairs[:8]]
     entry = {
@@ -611,6 +652,29 @@ def confusion_section(key, *, predicted, test, out, title):
         "top_confusions": top,
     }
     return {f"{key}_confusion": entry}
+
+
+def plot_confusion(C, *, out, name, title):
+    fig, ax = plt.subplots(figsize=(3.3, 3.15))
+    ax.imshow(np.log1p(C), cmap="Blues")  # log scale: the mistakes show beside the diagonal
+    for i, j in np.ndindex(C.shape):
+        ax.text(j, i, C[i, j], ha="center", va="center", color="white" if i == j else "black")
+    ax.set(xticks=range(10), yticks=range(10), xlabel="predicted digit", ylabel="true digit")
+    ax.set_title(title)
+    save_figure(fig, out, name)
+
+
+def plot_mistakes(pairs, *, test, predicted, out, name, title):
+    """Up to 6 test images of each confusion (count, true digit, predicted digit) in pairs."""
+    x, y = test
+    no_ticks = {"xticks": [], "yticks": [], "frame_on": False}
+    fig, axes = plt.subplots(6, 6, figsize=(3.2, 3.4), subplot_kw=no_ticks)
+    for row, (count, i, j) in zip(axes, pairs):
+        for ax, k in zip(row, np.flatnonzero((y == i) & (predicted == j))):
+            ax.imshow(x[k].reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+        row[0].set_ylabel(f"{i}$\\to${j} ({count})", rotation=0, ha="right", va="center")
+    fig.suptitle(f"{title}: mistakes, true$\\to$predicted (count)", fontsize=8)
+    save_figure(fig, out, name)
 
 
 def section_2_7(data, args):
@@ -633,7 +697,8 @@ def rms(w):
 
 
 def section_2_8(data, args):
-    """The 64 rows of W1 of both networks as 8x8 tiles, each on its own symmetric colour scale;
+    """The 64 rows of W1 of both networks as an 8x8 grid of 28x28 tiles, each tile on its own
+    symmetric colour scale;
     and the size of the weights on pixels that no training image inks, against the others."""
     weights = args.out / "weights"
     nets = {
@@ -691,11 +756,11 @@ class ConvNet(Module):
         return self.fc3(x)
 
 
-def section_3_1(data, args):
-    """Each step of forward(), traced with one image: its settings, shapes and parameters."""
-    net = ConvNet()
+def forward_steps(net):
+    """forward()'s steps as (name, module) pairs, in order (a test checks that replaying them gives
+    what forward() gives)."""
     relu = torch.nn.ReLU()
-    steps = [
+    return [
         ("conv1", net.conv1),
         ("relu", relu),
         ("pool", net.pool),
@@ -709,9 +774,15 @@ def section_3_1(data, args):
         ("relu", relu),
         ("fc3", net.fc3),
     ]
+
+
+def section_3_1(data, args):
+    """The steps of forward(), replayed one by one on a blank image: each step's settings, shapes
+    and parameters."""
+    net = ConvNet()
     x = torch.zeros(1, 1, 28, 28)
     rows = []
-    for name, layer in steps:
+    for name, layer in forward_steps(net):
         shape_in = list(x.shape[1:])
         x = layer(x)
         row = {
@@ -788,7 +859,7 @@ def train_cnn(
     for epoch in range(1, epochs + 1):
         for idx in batches(len(x), batch, rng):
             steps += 1
-            idx = torch.from_numpy(idx).to(device)
+            idx = torch.from_numpy(idx).long().to(device)  # int64 also where numpy gives int32
             inputs = x_all[idx]
             labels = y_all[idx]
             if augment is not None:  # 3.4
@@ -800,10 +871,19 @@ def train_cnn(
             optimizer.step()
             if scheduler is not None:  # 3.4
                 scheduler.step()
-        train = scores(cnn_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
-        val = scores(cnn_log_probs(net, data["val"][0]), data["val"][1])
-        progress = {"epoch": epoch, "epochs": epochs, "steps": steps, "start": start}
-        if log_epoch(history, tag=tag, train=train, val=val, **progress):
+        train = accuracy_and_loss(cnn_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
+        val = accuracy_and_loss(cnn_log_probs(net, data["val"][0]), data["val"][1])
+        is_best = record_epoch(
+            history,
+            tag=tag,
+            epoch=epoch,
+            epochs=epochs,
+            steps=steps,
+            train=train,
+            val=val,
+            start=start,
+        )
+        if is_best:
             state = {name: tensor.clone() for name, tensor in net.state_dict().items()}
             best = {"val_acc": history["val_acc"][-1], "state": state}
     return history, best
@@ -838,7 +918,7 @@ def section_3_2(data, args):
         data, epochs=epochs, seed=args.seed, device=args.device, tag=f"3.2, {len(x)} images"
     )
     save_cnn(net, args.out / "weights" / "cnn_spec.npz")
-    entry = summary(history, start, train_n=len(x), val_accuracy=history["val_acc"][-1])
+    entry = summary(history, start, args.seed, train_n=len(x), val_accuracy=history["val_acc"][-1])
     entry.update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     return {"cnn_spec": entry}
 
@@ -863,7 +943,7 @@ def section_3_3(data, args):
     ]
     title = f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
     plot_curves(runs, title=title, out=args.out, name="cnn_study")
-    entry = summary(history, start, train_n=n, val_accuracy=history["val_acc"][-1])
+    entry = summary(history, start, args.seed, train_n=n, val_accuracy=history["val_acc"][-1])
     return {"cnn_spec_2000": entry}
 
 
@@ -879,8 +959,8 @@ class SmoothedCrossEntropy(Module):
         super().__init__()
         self.smoothing = smoothing
 
-    def forward(self, scores, labels):
-        log_probs = F.log_softmax(scores, dim=1)
+    def forward(self, logits, labels):
+        log_probs = F.log_softmax(logits, dim=1)
         true_digit = -log_probs.gather(1, labels[:, None])[:, 0]
         every_digit = -log_probs.mean(dim=1)
         return ((1 - self.smoothing) * true_digit + self.smoothing * every_digit).mean()
@@ -906,8 +986,16 @@ def train_cnn_best(cfg, data, *, seed, device):
     net = ConvNet().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     total_steps = cfg["epochs"] * steps_per_epoch(len(data["train"][0]), cfg["batch"])
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=cfg["lr"], total_steps=total_steps
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(  # torch's defaults, written out:
+        optimizer,
+        max_lr=cfg["lr"],
+        total_steps=total_steps,
+        pct_start=0.3,  # the rate rises from max_lr / 25 over the first 30 % of the steps,
+        div_factor=25.0,
+        final_div_factor=1e4,  # then falls along a cosine to max_lr / 25 / 10^4
+        cycle_momentum=True,  # while Adam's beta1 falls from 0.95 to 0.85 and rises again
+        base_momentum=0.85,
+        max_momentum=0.95,
     )
     history, best = train_cnn(
         net,
@@ -936,10 +1024,17 @@ def section_3_4(data, args):
     runs = [(f"{cfg['epochs']} epochs", history)]
     train_label = f"first {TRAIN_EVAL_N} training images"
     plot_curves(
-        runs, title=title, out=args.out, name="cnn_best_training", ylim=95, train_label=train_label
+        runs,
+        title=title,
+        out=args.out,
+        name="cnn_best_training",
+        accuracy_from=95,
+        train_label=train_label,
     )
     test_log_probs = cnn_log_probs(net, data["test"][0])
-    entry = summary(history, start, val_accuracy=best["val_acc"], config=cfg, device=args.device)
+    entry = summary(
+        history, start, args.seed, val_accuracy=best["val_acc"], config=cfg, device=args.device
+    )
     entry.update(test_scores(test_log_probs, data["test"]))
     predicted = test_log_probs.argmax(axis=1)
     confusion = confusion_section(
@@ -952,24 +1047,8 @@ def section_3_4(data, args):
 # Everything a run reads is checked before its first epoch; every file it writes appears whole or
 # not at all; a problem is one sentence on stderr and exit status 2.
 
-HERE = Path(__file__).resolve().parent
 STALE_LOCK_SECONDS = 10  # an update holds the lock for milliseconds: older, its run was killed
 STALE_TMP_SECONDS = 600  # a temporary lives for one write, seconds at most
-
-
-class UserError(Exception):
-    """Something the user can fix (data, weights, options, disk): one sentence, exit status 2."""
-
-
-def say(text):
-    """print(), except that a closed or full stdout (`| head`, a full disk) silences the rest of
-    the run's output instead of stopping the run."""
-    if sys.stdout is None:
-        return
-    try:
-        print(text, flush=True)
-    except OSError:  # BrokenPipeError, or no space left on the device
-        sys.stdout = None
 
 
 def unique_name(path, suffix):
@@ -1077,9 +1156,11 @@ def read_arrays(path, shapes, *, what, part):
                         f"values, found shape {found_shape} of dtype {dtype}; {remake}."
                     )
                 found[name] = saved[name].astype(np.float32)
-    except (OSError, ValueError, KeyError, EOFError) as error:
+    except UserError:
+        raise
+    except Exception as error:  # a damaged archive: zipfile's, numpy's or the system's error
         raise UserError(
-            f"{path}: no readable {what} weights ({type(error).__name__}); {remake}."
+            f"{path}: no readable {what} weights ({type(error).__name__}: {error}); {remake}."
         ) from None
     for name, theta in found.items():
         if not np.isfinite(theta).all():
@@ -1138,16 +1219,6 @@ def write_whole(path, write, *args, **kwargs):
             pass
 
 
-plt.rcParams.update(
-    {
-        "font.size": 8,  # 8 pt as printed in the report
-        "axes.titlesize": 8,
-        "legend.fontsize": 8,
-        "axes.formatter.min_exponent": 4,  # log axes read 0.05, 0.1, 0.2 rather than 5x10^-2
-    }
-)
-
-
 def save_figure(fig, out, name):
     """The figure as PDF (for the report) and PNG (to look at), each written whole."""
     for ext in ("pdf", "png"):
@@ -1175,20 +1246,20 @@ def read_results(out):
         results = json.loads(text, parse_constant=refuse_constant)
     except ValueError as error:
         raise UserError(
-            f"{path} is not valid JSON ({error}); restore it (git checkout) or delete it."
+            f"{path} is not valid JSON ({error}); restore it, or delete it to start afresh."
         ) from None
     if not isinstance(results, dict):
         found = type(results).__name__
         raise UserError(
-            f"{path} is not valid JSON for results (expected an object, found {found}); restore "
-            "it (git checkout) or delete it."
+            f"{path} is not valid JSON for results (expected an object, found {found}); "
+            "restore it, or delete it to start afresh."
         )
     for key, value in results.items():
         if not isinstance(value, dict):
             found = type(value).__name__
             raise UserError(
                 f"{path} is not valid JSON for results (entry {key!r} should be an object, found "
-                f"{found}); restore it (git checkout) or delete it."
+                f"{found}); restore it, or delete it to start afresh."
             )
     return results
 
@@ -1364,20 +1435,31 @@ def check_earlier_outputs(args, sections):
     """A section run without the one before it builds on an earlier run's outputs: are they
     there?"""
     weights = args.out / "weights"
+    results = read_results(args.out)  # a damaged results.json is refused now, not after training
     if "2.7" in sections and "2.6" not in sections:
         MLP.load(weights / "mlp.npz")
     if "2.8" in sections and "2.5" not in sections:
         MLP.load(weights / "mlp_spec.npz")
+        check_same_seed(args, results, "mlp_spec", "2.8 measures the change from 2.5's start")
     if "2.8" in sections and "2.6" not in sections:
         MLP.load(weights / "mlp.npz")
     if "3.3" in sections and "3.2" not in sections:
-        spec = read_results(args.out).get("cnn_spec", {})
+        spec = results.get("cnn_spec", {})
         if not isinstance(spec.get("history"), dict) or "train_n" not in spec:
             raise UserError(
                 f"section 3.3 plots the run of 3.2 beside its own, and {args.out / 'figures'} has "
                 "none: run `python Project3.py --section 3.2` first (with the same --out)."
             )
-    read_results(args.out)  # a damaged results.json is refused now, not after the training
+        check_same_seed(args, results, "cnn_spec", "3.3 plots its run beside 3.2's")
+
+
+def check_same_seed(args, results, key, why):
+    """A section that builds on an earlier run's outputs needs that run's seed."""
+    seed = results.get(key, {}).get("seed", args.seed)
+    if seed != args.seed:
+        raise UserError(
+            f"section {why}, which ran with --seed {seed}, not {args.seed}: pass --seed {seed}."
+        )
 
 
 def run(args):
@@ -1435,16 +1517,18 @@ def print_summary(args, measured, sections, seconds):
 
 
 def run_eval(args):
-    """The saved networks on the test split of --data (or the default folder); writes nothing and
-    prints JSON last."""
+    """The saved networks of 2.6 and 3.4 (weights/mlp.npz, weights/cnn.npz) on the test split of
+    --data (or the default folder); writes nothing and prints JSON last."""
     x, y = load_data(find_data_dir(args.data), ("test",))["test"]
     weights = args.out / "weights"
     mlp = MLP.load(weights / "mlp.npz")
-    report = {"mlp": {"accuracy": round(scores(mlp_log_probs(mlp, x), y)[0], 4), "n": len(y)}}
+    report = {
+        "mlp": {"accuracy": round(accuracy_and_loss(mlp_log_probs(mlp, x), y)[0], 4), "n": len(y)}
+    }
     has_cnn = (weights / "cnn.npz").exists() or (weights / "cnn.pt").exists()
     if has_cnn and torch is None:
         print(
-            f"note: {weights / 'cnn.npz'} not evaluated: no PyTorch ({TORCH_PROBLEM}).",
+            f"note: the CNN in {weights} was not evaluated: no PyTorch ({TORCH_PROBLEM}).",
             file=sys.stderr,
         )
     elif has_cnn:
@@ -1452,7 +1536,10 @@ def run_eval(args):
             raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         cnn = load_cnn(weights / "cnn.npz", device)
-        report["cnn"] = {"accuracy": round(scores(cnn_log_probs(cnn, x), y)[0], 4), "n": len(y)}
+        report["cnn"] = {
+            "accuracy": round(accuracy_and_loss(cnn_log_probs(cnn, x), y)[0], 4),
+            "n": len(y),
+        }
     say(json.dumps(report))
 
 
@@ -1467,7 +1554,8 @@ def main(argv=None):
         print(f"Project3.py: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # an I/O failure no check foresaw: still one sentence
-        print(f"Project3.py: error: {error.filename}: {error.strerror or error}.", file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"Project3.py: error: {where}{error.strerror or error}.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(

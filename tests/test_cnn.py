@@ -48,6 +48,16 @@ def test_section_3_1_describes_the_module_itself(tmp_path):
     assert sum(r["params"] for r in rows) == 44426
 
 
+def test_the_replayed_steps_of_3_1_are_what_forward_computes():
+    torch.manual_seed(4)
+    net = P.ConvNet()
+    x = torch.rand(3, 784)
+    replayed = x.reshape(-1, 1, 28, 28)
+    for _, layer in P.forward_steps(net):
+        replayed = layer(replayed)
+    assert torch.equal(replayed, net(x))
+
+
 def test_torch_distortions_are_the_numpy_ones():
     x = np.load(REAL_DATA / "MNIST_val_images.npy")[:64].astype(np.float32) / 255
     augment = P.CNN_BEST["augment"]

@@ -267,5 +267,7 @@ def test_missing_data_folder_from_the_command_line(tmp_path):
         cwd=tmp_path,
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    expected = f"data folder {tmp_path / 'nowhere'} does not exist (given with --data)."
+    expected = (
+        f"data folder {tmp_path / 'nowhere'} does not exist or is not a folder (given with --data)."
+    )
     assert run.stderr.strip() == f"Project3.py: error: {expected}"

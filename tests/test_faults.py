@@ -112,6 +112,10 @@ def damage(weights, case):
         np.savez(mlp, **dict(params, b2=np.full(10, np.nan, np.float32)))
     elif case == "mlp_missing_array":
         np.savez(mlp, **{k: v for k, v in params.items() if k != "W2"})
+    elif case == "mlp_bad_crc":  # the zip's end record intact, one byte inside W1 changed
+        data = bytearray(mlp.read_bytes())
+        data[len(data) // 3] ^= 0xFF
+        mlp.write_bytes(bytes(data))
     elif case == "mlp_huge_header":  # W1 claims 10^9 x 784 floats: 3 TB
         npz_claiming(mlp, params, "W1", (10**9, 784))
     elif case == "mlp_folder":
@@ -141,6 +145,7 @@ WEIGHT_CASES = [
     "mlp_shape",
     "mlp_nan",
     "mlp_missing_array",
+    "mlp_bad_crc",
     "mlp_huge_header",
     "mlp_folder",
     "cnn_truncated",
@@ -451,3 +456,33 @@ def test_a_torch_that_fails_to_import_in_any_way_means_part_2_is_unavailable(tmp
     )
     assert run.returncode == 2 and run.stderr.count("\n") == 1
     assert "(RuntimeError: CUDA driver mismatch)" in run.stderr
+
+
+def test_a_missing_numpy_or_matplotlib_is_one_sentence(tmp_path):
+    broken = tmp_path / "broken"
+    (broken / "matplotlib").mkdir(parents=True)
+    (broken / "matplotlib" / "__init__.py").write_text(
+        'raise ModuleNotFoundError("No module named \'matplotlib\'", name="matplotlib")\n'
+    )
+    run = run_script(SCRIPT, "--quick", cwd=tmp_path, blocked=broken)
+    assert run.returncode == 2
+    assert run.stderr == (
+        "Project3.py: error: numpy and matplotlib are needed (No module named 'matplotlib').\n"
+    )
+
+
+@pytest.mark.parametrize("section, key", [("2.8", "mlp_spec"), ("3.3", "cnn_spec")])
+def test_a_section_built_on_a_run_with_another_seed_says_which_seed(
+    quick_run, tmp_path, capsys, section, key
+):
+    folder, _ = quick_run
+    shutil.copytree(folder / "quick", tmp_path / "out")
+    data = str(folder / "Project3_Data")
+    args = ["--section", section, "--quick", "--data", data, "--out", str(tmp_path / "out")]
+    assert P.main([*args, "--seed", "1"]) == 2
+    captured = capsys.readouterr()
+    assert "which ran with --seed 0, not 1: pass --seed 0." in captured.err
+    assert "epoch" not in captured.out
+    if section == "3.3" and P.torch is None:
+        return
+    assert P.main(args) == 0  # with the seed of the run it builds on

@@ -85,8 +85,8 @@ def mlp_best_epoch(x, y, val, state):
         rng=state["rng"],
         augment=cfg["augment"],
     )
-    P.scores(P.mlp_log_probs(net, x[: P.TRAIN_EVAL_N]), y[: P.TRAIN_EVAL_N])
-    P.scores(P.mlp_log_probs(net, val[0]), val[1])
+    P.accuracy_and_loss(P.mlp_log_probs(net, x[: P.TRAIN_EVAL_N]), y[: P.TRAIN_EVAL_N])
+    P.accuracy_and_loss(P.mlp_log_probs(net, val[0]), val[1])
 
 
 def mlp_torch_epoch(x, y, state):

@@ -219,7 +219,7 @@ def network_macros(r, prefix, seeds):
     for name, value in {**config, **(config.get("augment") or {})}.items():
         if not isinstance(value, dict):  # LrFinal, RotateDeg, ...
             m[name.replace("_", " ").title().replace(" ", "")] = tex_number(value)
-    if key in seeds:
+    if len(seeds.get(key, {}).get("val", [])) >= 2:  # a spread needs two seeds at least
         m.update(seed_macros(seeds[key]))
     return {prefix + name: value for name, value in m.items()}
 
