@@ -41,6 +41,12 @@ ROWS = (
     ("cnn_no_smoothing", "cnn_best", "no label smoothing", {"label_smoothing": 0.0}),
     ("cnn_35_epochs", "cnn_best", "35 epochs", {"epochs": 35}),
     (
+        "cnn_sgd_augment",
+        "cnn_best",
+        "plain SGD (lr 0.001, summed loss, batch 256) with the distortions",
+        {"sgd": True},
+    ),
+    (
         "cnn_momentum_mean",
         "cnn_spec",
         "SGD with momentum 0.9 on the mean loss (the tutorial's)",
@@ -87,6 +93,23 @@ def train(group, change, data, seed, device, quick):
             train_eval_n=P.TRAIN_EVAL_N,
         )
         return history
+    if group == "cnn_best" and change.get("sgd"):  # 3.2's training, with 3.4's distortions
+        cfg = {**P.CNN_BEST, **epochs}
+        P.torch.manual_seed(seed)
+        net = P.ConvNet().to(device)
+        history, _ = P.train_cnn(
+            net,
+            data,
+            epochs=cfg["epochs"],
+            batch=P.SPEC["batch"],
+            optimizer=P.torch.optim.SGD(net.parameters(), lr=P.SPEC["lr"]),
+            loss_fn=P.torch.nn.CrossEntropyLoss(reduction="sum"),
+            seed=seed,
+            tag=group,
+            augment=cfg["augment"],
+            train_eval_n=P.TRAIN_EVAL_N,
+        )
+        return history
     if group == "cnn_best":
         cfg = {**P.CNN_BEST, **change, **epochs}
         return P.train_cnn_best(cfg, data, seed=seed, device=device)[1]
@@ -129,8 +152,11 @@ def main(argv=None):
     parser.add_argument("--data", help="data folder, as for Project3.py")
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="600 images, 2 epochs: a smoke test")
+    parser.add_argument("--rows", nargs="+", choices=[row[0] for row in ROWS], help="only these")
     args = parser.parse_args(argv)
     rows = [row for row in ROWS if args.which in ("both", row[1][:3])]
+    if args.rows:
+        rows = [row for row in rows if row[0] in args.rows]
     if P.torch is None and any(group.startswith("cnn") for _, group, _, _ in rows):
         raise P.UserError(
             f"the CNN rows need PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}); "

@@ -100,6 +100,11 @@ def tex_number(value):
     return f"{mantissa}\\times10^{{{int(exponent)}}}"
 
 
+def signed(x):
+    """+0.52 or $-$1.90: a minus sign, not a hyphen."""
+    return f"+{x:.2f}" if x >= 0 else f"$-${-x:.2f}"
+
+
 def thousands(n):
     return f"{n:,}".replace(",", "{,}")
 
@@ -143,10 +148,30 @@ def equal_accuracy_test(matrix, simulations=200_000):
         return (((wrong - expected_wrong) ** 2) * (1 / expected_wrong + 1 / expected_right)).sum(-1)
 
     observed = float(statistic(wrong))
-    rng = np.random.default_rng(0)
+    rng = np.random.RandomState(
+        0
+    )  # the legacy generator: its stream is frozen across numpy versions
     simulated = rng.binomial(n, wrong.sum() / n.sum(), size=(simulations, 10))
     p_value = float((statistic(simulated) >= observed - 1e-9).mean())
     return observed, p_value
+
+
+def even_spread_test(counts, simulations=200_000):
+    """Chi-squared statistic of counts against an even spread over their cells, and its p-value
+    simulated with multinomial draws of the same total."""
+    counts = np.asarray(counts)
+    expected = counts.sum() / len(counts)
+    observed = float(((counts - expected) ** 2 / expected).sum())
+    rng = np.random.RandomState(1)
+    simulated = rng.multinomial(counts.sum(), [1 / len(counts)] * len(counts), size=simulations)
+    statistic = ((simulated - expected) ** 2 / expected).sum(axis=1)
+    return observed, float((statistic >= observed - 1e-9).mean())
+
+
+def p_text(p_value):
+    return (
+        f"{p_value:.2f}" if p_value >= 0.01 else f"{p_value:.3f}" if p_value >= 0.001 else "<0.001"
+    )
 
 
 def binomial_tail(k, n, p):
@@ -169,6 +194,7 @@ def network_macros(r, prefix, seeds):
         "BestEpoch": str(r["best_epoch"]),
         "Seconds": f"{r['train_seconds']:.0f}",
         "Gap": f"{100 * (r['final_train_accuracy'] - r['final_val_accuracy']):.1f}",
+        "MaxGap": f"{100 * max(t - v for t, v in zip(h['train_acc'], h['val_acc'])):.1f}",
         "SecondsPerEpoch": f"{r['train_seconds'] / r['epochs']:.2f}",
         "StepsPerEpoch": str(h["step"][0]),
         "FinalTrainLoss": f"{h['train_loss'][-1]:.3f}",
@@ -195,6 +221,14 @@ def network_macros(r, prefix, seeds):
     drop = max(learned, key=lambda i: val[i - 1] - val[i], default=0)
     m.update(
         DropStep=thousands(h["step"][drop]), DropVal=pct(val[drop]), DropFrom=pct(val[drop - 1])
+    )
+    train = h["train_acc"]
+    fall = max(range(1, len(train)), key=lambda i: train[i - 1] - train[i], default=0)
+    m.update(
+        TrainDropStep=thousands(h["step"][fall]),
+        TrainDropEpoch=str(fall + 1),
+        TrainDropFrom=pct(train[fall - 1]),
+        TrainDropTo=pct(train[fall]),
     )
     full = [step for step, accuracy in zip(h["step"], h["train_acc"]) if accuracy == 1.0]
     m["TrainFullStep"] = thousands(full[0]) if full else "never"
@@ -260,6 +294,8 @@ def confusion_macros(c, prefix):
     first = top[0]
     of_true_digit = int(wrong[first["true"]])
     predicted_wrongly = C.sum(axis=0) - np.diag(C)
+    spread, spread_p = even_spread_test(predicted_wrongly)
+    tail = binomial_tail(first["count"], of_true_digit, 1 / 9)
     repeated = [t for t in top if t["count"] > 1]
     m = {
         "PerClass": " & ".join(pct(a, 1) for a in per_class),
@@ -267,18 +303,23 @@ def confusion_macros(c, prefix):
         "AccMin": pct(min(per_class), 1),
         "AccMax": pct(max(per_class), 1),
         "ChiSquared": f"{statistic:.1f}",
-        "ChiP": f"{p_value:.2f}" if p_value >= 0.01 else "<0.01",
+        "ChiP": p_text(p_value),
         "TopTrue": str(first["true"]),
         "TopPredicted": str(first["predicted"]),
         "TopCount": str(first["count"]),
         "TopOfTrue": str(of_true_digit),
-        "TopTail": tex_number(float(f"{binomial_tail(first['count'], of_true_digit, 1 / 9):.0e}")),
+        "TopTail": tex_number(float(f"{tail:.0e}")),
+        "TopTailCorrected": tex_number(float(f"{min(1.0, 90 * tail):.0e}")),  # any of 90 cells
         "TopShare": str(sum(t["count"] for t in top[:6])),
         "TopConfusions": ", ".join(arrow(t) for t in top[:6]),
         "RepeatedConfusions": ", ".join(arrow(t) for t in repeated),
         "RepeatedN": str(len(repeated)),
         "MostPredicted": str(int(np.argmax(predicted_wrongly))),
         "MostPredictedCount": str(int(predicted_wrongly.max())),
+        "LeastPredicted": str(int(np.argmin(predicted_wrongly))),
+        "LeastPredictedCount": str(int(predicted_wrongly.min())),
+        "PredictedChiSquared": f"{spread:.1f}",
+        "PredictedChiP": p_text(spread_p),
     }
     if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
         sixth = top[5]["count"]
@@ -332,21 +373,38 @@ def oldest_stack_macros(o, seeds):
         "OldMatplotlib": o["matplotlib"],
         "OldTorch": o["torch"],
     }
+    identical = []
+    within = []
     outside = []
     for prefix, key in NETWORKS.items():
-        if key in o["test_accuracy"]:
-            m[f"Old{prefix}Test"] = pct(o["test_accuracy"][key])
-            m[f"Old{prefix}Val"] = pct(o["val_accuracy"][key])
-            if key in seeds:
-                runs = seeds[key]["test"]
-                if abs(o["test_accuracy"][key] - mean_sd(runs)[0]) > noise_band(runs):
-                    outside.append(prefix)
-    if seeds:
-        m["OldVerdict"] = (
-            "outside the seed spread for " + ", ".join(outside)
-            if outside
-            else ("each within the seed spread of the pinned stack")
-        )
+        if (
+            key not in o["test_accuracy"]
+            or key not in seeds
+            or not prefix.endswith(("Spec", "Best"))
+        ):
+            continue
+        old = o["test_accuracy"][key]
+        m[f"Old{prefix}Test"] = pct(old)
+        m[f"Old{prefix}Val"] = pct(o["val_accuracy"][key])
+        runs = seeds[key]["test"]
+        if old == runs[0]:  # seed 0 on the pinned stack
+            identical.append(prefix)
+        elif abs(old - mean_sd(runs)[0]) <= noise_band(runs):
+            within.append(prefix)
+        else:
+            outside.append(prefix)
+    names = {"MlpSpec": "MLP of 2.5", "MlpBest": "MLP of 2.6", "CnnSpec": "CNN of 3.2"}
+    names["CnnBest"] = "CNN of 3.4"
+    parts = []
+    for group, words in (
+        (identical, "identical to the pinned stack's"),
+        (within, "within its seed spread"),
+        (outside, "outside its seed spread"),
+    ):
+        if group:
+            parts.append(" and ".join(names[prefix] for prefix in group) + " " + words)
+    if parts:
+        m["OldVerdict"] = "; ".join(parts)
     return m
 
 
@@ -363,7 +421,7 @@ def ablation_macros(row, key, seeds):
     if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
         runs = seeds[row["group"]]["val"]
         difference = row[compared_statistic(row["group"])] - mean_sd(runs)[0]
-        m["Diff"] = f"{100 * difference:+.2f}"
+        m["Diff"] = signed(100 * difference)
         beyond = abs(difference) > noise_band(runs)
         m["Verdict"] = "beyond the noise" if beyond else "within the noise"
     return {name + k: v for k, v in m.items()}
@@ -414,7 +472,7 @@ def ablation_table(rows, group, seeds, epochs):
         diff = ""
         if runs:
             d = 100 * (row[stat] - mean)
-            diff = f"{d:+.2f}" + ("" if abs(d) > 100 * noise else " (within noise)")
+            diff = signed(d) + ("" if abs(d) > 100 * noise else " (within noise)")
         lines.append(
             f"{row['variant']} & {row['epochs']} & {pct(row['best_val_accuracy'])} "
             f"({row['best_epoch']}) & {pct(row['final_val_accuracy'])} & {diff} \\\\"
