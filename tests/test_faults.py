@@ -60,6 +60,33 @@ def test_a_folder_where_results_json_belongs_is_refused_before_training(tmp_path
     assert "results.json is not a file" in captured.err and "epoch" not in captured.out
 
 
+def test_a_results_json_that_cannot_be_read_is_one_sentence(tmp_path, monkeypatch, capsys):
+    """As a non-root user meets a results.json without read permission."""
+    (tmp_path / "figures").mkdir()
+    path = tmp_path / "figures" / "results.json"
+    path.write_text("{}")
+    real_read_text = Path.read_text
+
+    def read_text_refusing(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text_refusing)
+    assert P.main(["--part", "mlp", "--quick", "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert f"{path} cannot be read" in captured.err and "Permission denied" in captured.err
+    assert captured.err.count("\n") == 1 and "epoch" not in captured.out
+
+
+def test_fewer_than_three_training_images_are_refused_before_training(tmp_path, capsys):
+    data = make_small_data(tmp_path / "data", n_train=2)
+    assert P.main(["--quick", "--data", str(data), "--out", str(tmp_path / "out")]) == 2
+    captured = capsys.readouterr()
+    assert "the training split holds 2 images; 2.5 and 3.3 need at least 3." in captured.err
+    assert "epoch" not in captured.out
+
+
 def test_results_json_is_standard_json_without_nan(tmp_path):
     (tmp_path / "figures").mkdir()
     P.record_results(tmp_path, {"mlp_templates": {"rms_blank": P.rms(np.zeros((64, 0)))}})
