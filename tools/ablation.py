@@ -43,7 +43,7 @@ ROWS = (
     (
         "cnn_sgd_augment",
         "cnn_best",
-        "plain SGD (lr 0.001, summed loss, batch 256) with the distortions",
+        "the specified SGD, with the distortions",
         {"sgd": True},
     ),
     (

@@ -240,7 +240,7 @@ def network_macros(r, prefix, seeds):
         low_p, high_p = wilson(p, n)
         m.update(
             Test=pct(p),
-            TestN=thousands(n),
+            TestN=str(n),
             TestErrors=str(round((1 - p) * n)),
             TestLow=pct(low_p),
             TestHigh=pct(high_p),
@@ -398,11 +398,11 @@ def oldest_stack_macros(o, seeds):
     parts = []
     for group, words in (
         (identical, "identical to the pinned stack's"),
-        (within, "within its seed spread"),
-        (outside, "outside its seed spread"),
+        (within, "within the pinned stack's seed spread"),
+        (outside, "outside the pinned stack's seed spread"),
     ):
         if group:
-            parts.append(" and ".join(names[prefix] for prefix in group) + " " + words)
+            parts.append(f"{words} for " + " and ".join(f"the {names[g]}" for g in group))
     if parts:
         m["OldVerdict"] = "; ".join(parts)
     return m
