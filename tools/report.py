@@ -281,7 +281,7 @@ def seed_macros(runs):
         m[name + "Sd"] = pct(sd)
         m[name + "Min"] = pct(min(runs[what]))
         m[name + "Max"] = pct(max(runs[what]))
-        m[name + "Noise"] = pct(noise_band(runs[what]))
+        m[name + "Noise"] = pct(noise_band(runs[what]), 3)  # three decimals: beside a difference
     return m
 
 
@@ -466,7 +466,7 @@ def ablation_table(rows, group, seeds, epochs):
         best, last = (spread, "") if group.endswith("best") else ("", spread)
         lines.append(
             f"{name}, {len(runs['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & "
-            f"noise: $\\pm${pct(noise)} \\\\"
+            f"noise: $\\pm${pct(noise, 3)} \\\\"
         )
     for row in rows:
         diff = ""
@@ -484,22 +484,34 @@ def dims(shape):
     return "$" + r"\times".join(map(str, shape)) + "$"
 
 
+STEP_NAMES = {  # the steps of 3.1 in words, not the module's attribute names
+    "conv1": "convolution 1",
+    "conv2": "convolution 2",
+    "relu": "ReLU",
+    "pool": "max-pooling",
+    "flatten": "flattening",
+    "fc1": "fully connected 1",
+    "fc2": "fully connected 2",
+    "fc3": "fully connected 3",
+}
+
+
 def cnn_table(arch):
     lines = [
-        r"\begin{tabular}{llccccr}",
+        r"\begin{tabular}{lccccr}",
         r"\toprule",
-        r"step & type & kernel & stride & padding & input $\to$ output & parameters \\",
+        r"step & kernel & stride & padding & input $\to$ output & parameters \\",
         r"\midrule",
     ]
     for r in arch["layers"]:
         kernel = f"${r['kernel_size']}\\times{r['kernel_size']}$" if "kernel_size" in r else ""
         lines.append(
-            f"{r['layer']} & {r['type']} & {kernel} & {r.get('stride', '')} & "
+            f"{STEP_NAMES.get(r['layer'], r['layer'])} & {kernel} & {r.get('stride', '')} & "
             f"{r.get('padding', '')} & {dims(r['input'])} $\\to$ {dims(r['output'])} & "
             f"{thousands(r['params'])} \\\\"
         )
     total = thousands(arch["total_params"])
-    lines += [r"\midrule", f"total & & & & & & {total} \\\\", r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\midrule", f"total & & & & & {total} \\\\", r"\bottomrule", r"\end{tabular}"]
     return "\n".join(lines) + "\n"
 
 
@@ -573,7 +585,11 @@ def mlp_at_cnn_steps(small, cnn_small):
 
 
 def last_seed(s):
-    return {"SeedLast": str(s["seeds"][-1])}
+    m = {"SeedLast": str(s["seeds"][-1]), "SeedCount": str(len(s["seeds"]))}
+    if not s.get("quick") and s.get("seconds"):
+        low, high = min(s["seconds"]) / 60, max(s["seconds"]) / 60
+        m.update(SeedMinutesLow=f"{low:.1f}", SeedMinutesHigh=f"{high:.1f}")
+    return m
 
 
 def distortion_macros(d):
