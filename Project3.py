@@ -1280,7 +1280,7 @@ def record_results(out, entries, merged=()):
         text = json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n"
         write_whole(path, Path.write_text, text)
     finally:
-        release(lock)
+        remove_if_present(lock)
 
 
 def take_lock(lock):
@@ -1311,19 +1311,19 @@ def remove_stale_lock(lock):
         guard.touch(exist_ok=False)
     except FileExistsError:
         if age_seconds(guard) > STALE_LOCK_SECONDS:  # its holder was killed in those microseconds
-            release(guard)
+            remove_if_present(guard)
         return
     try:
         if age_seconds(lock) > STALE_LOCK_SECONDS:
-            release(lock)
+            remove_if_present(lock)
             print(f"note: removed {lock}, left by a run that was stopped.", file=sys.stderr)
     finally:
-        release(guard)
+        remove_if_present(guard)
 
 
-def release(lock):
+def remove_if_present(path):
     try:
-        lock.unlink()
+        path.unlink()
     except FileNotFoundError:
         pass
 
@@ -1333,13 +1333,13 @@ def remove_stale_temporaries(out):
     for folder in (out / "figures", out / "weights"):
         for tmp in folder.glob(".*.tmp"):
             if age_seconds(tmp) > STALE_TMP_SECONDS:
-                release(tmp)
+                remove_if_present(tmp)
 
 
-def check_writable(out):
-    """out/figures and out/weights exist (made if need be) and take a new file."""
+def check_writable(out, subfolders=("figures", "weights")):
+    """The subfolders of out exist (made if need be) and take a new file."""
     try:
-        for sub in ("figures", "weights"):
+        for sub in subfolders:
             folder = out / sub
             folder.mkdir(parents=True, exist_ok=True)
             probe = unique_name(folder / "write-test", "")
@@ -1399,6 +1399,17 @@ def sections_to_run(args):
     return [section for section in SECTIONS if section[0] in parts]
 
 
+def pick_device(requested, runs_part_2):
+    """Part 2's device: --device if CUDA is there when asked for, else CUDA where there is one.
+    CUDA is looked for only where Part 2 runs: torch 1.7 warns when it finds no driver."""
+    has_cuda = (
+        torch is not None and (runs_part_2 or requested == "cuda") and torch.cuda.is_available()
+    )
+    if requested == "cuda" and not has_cuda:
+        raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
 def check_before_training(args, sections):
     """Everything a run needs, checked before its first epoch: options, torch, the data, --out and
     what the sections read from earlier runs. Returns the data."""
@@ -1411,11 +1422,8 @@ def check_before_training(args, sections):
             f"{asked} needs PyTorch, which cannot be imported here ({TORCH_PROBLEM}); Part 1 "
             "(--part mlp) does not."
         )
-    uses_torch = torch is not None and any(section[0] == "3" for section in sections)
-    if args.device == "cuda" and (torch is None or not torch.cuda.is_available()):
-        raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-    if args.device is None:  # asked only where Part 2 runs: torch 1.7 warns if it finds no driver
-        args.device = "cuda" if uses_torch and torch.cuda.is_available() else "cpu"
+    runs_part_2 = any(section[0] == "3" for section in sections)
+    args.device = pick_device(args.device, runs_part_2)
     data = load_data(find_data_dir(args.data))
     if len(data["train"][0]) < 3:
         n = len(data["train"][0])
@@ -1532,10 +1540,7 @@ def run_eval(args):
             file=sys.stderr,
         )
     elif has_cnn:
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        cnn = load_cnn(weights / "cnn.npz", device)
+        cnn = load_cnn(weights / "cnn.npz", pick_device(args.device, runs_part_2=True))
         report["cnn"] = {
             "accuracy": round(accuracy_and_loss(cnn_log_probs(cnn, x), y)[0], 4),
             "n": len(y),

@@ -26,6 +26,14 @@ def import_path(name, path):
 
 
 P = import_path("Project3", SCRIPT)
+# The first lines of a `python -c` program run with Project3.py's path as sys.argv[1]: they import
+# it as P, without the tests' sys.path.
+IMPORT_P = (
+    "import sys, pathlib, importlib.util as u\n"
+    "s = u.spec_from_file_location('P', sys.argv[1])\n"
+    "P = u.module_from_spec(s)\n"
+    "s.loader.exec_module(P)\n"
+)
 
 
 def write_split(folder, split, images, labels):

@@ -11,7 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import SCRIPT, P, block_torch, grader_folder, make_small_data, run_script
+from conftest import (
+    IMPORT_P,
+    SCRIPT,
+    P,
+    block_torch,
+    grader_folder,
+    make_small_data,
+    run_script,
+)
 
 ALLOWED = {"numpy", "matplotlib", "time", "torch", "argparse", "json", "pathlib", "sys"}
 PART_1_FIGURES = ("mlp_study", "mlp_best_training", "mlp_confusion", "mlp_mistakes")
@@ -183,11 +191,7 @@ def test_training_never_reads_the_test_split(tmp_path):
 
 
 def test_importing_project3_without_torch_has_no_side_effects(tmp_path):
-    code = (
-        "import sys, importlib.util as u; s = u.spec_from_file_location('P', sys.argv[1]); "
-        "m = u.module_from_spec(s); s.loader.exec_module(m); "
-        "print(m.torch, m.MLP(seed=0).forward([0.0] * 784).sum())"
-    )
+    code = IMPORT_P + "print(P.torch, P.MLP(seed=0).forward([0.0] * 784).sum())"
     env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
     run = subprocess.run(
         [sys.executable, "-c", code, str(SCRIPT)],

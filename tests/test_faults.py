@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from conftest import (
+    IMPORT_P,
     SCRIPT,
     P,
     block_torch,
@@ -284,9 +285,10 @@ def test_write_whole_keeps_the_old_file_when_writing_fails(tmp_path):
 # ---- Killed runs, locks and concurrent runs -----------------------------------------------------
 
 
-RECORD = """
-import sys, time, importlib.util as u, pathlib
-s = u.spec_from_file_location("P", sys.argv[1]); P = u.module_from_spec(s); s.loader.exec_module(P)
+RECORD = (
+    IMPORT_P
+    + """
+import time
 out, tag = pathlib.Path(sys.argv[2]), sys.argv[3]
 (out / "figures" / tag).touch()
 deadline = time.monotonic() + 60
@@ -296,6 +298,7 @@ for i in range(60):
     P.record_results(out, {f"{tag}{i}": {"values": list(range(500))}})
     P.record_results(out, {"shared": {tag + str(i): i}}, merged=["shared"])
 """
+)
 
 
 def test_two_runs_recording_results_at_once_both_land(tmp_path):
@@ -369,11 +372,7 @@ def test_a_run_killed_midway_leaves_whole_files_and_the_next_run_completes(tmp_p
 
 
 def test_concurrent_runs_check_their_output_folder_without_tripping_on_each_other(tmp_path):
-    code = (
-        "import sys, importlib.util as u, pathlib; s = u.spec_from_file_location('P', sys.argv[1]);"
-        " P = u.module_from_spec(s); s.loader.exec_module(P); out = pathlib.Path(sys.argv[2])\n"
-        "for _ in range(300): P.check_writable(out)"
-    )
+    code = IMPORT_P + "for _ in range(300):\n    P.check_writable(pathlib.Path(sys.argv[2]))\n"
     env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
     runs = [
         subprocess.Popen([sys.executable, "-c", code, str(SCRIPT), str(tmp_path)], env=env)

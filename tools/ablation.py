@@ -162,10 +162,8 @@ def main(argv=None):
             f"the CNN rows need PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}); "
             "use --which mlp."
         )
-    has_cuda = P.torch is not None and P.torch.cuda.is_available()
-    if args.device == "cuda" and not has_cuda:
-        raise P.UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-    device = args.device or ("cuda" if has_cuda else "cpu")
+    runs_cnn = any(group.startswith("cnn") for _, group, _, _ in rows)
+    device = P.pick_device(args.device, runs_part_2=runs_cnn)
     out = out_dir(args.out, writing=True)
     P.read_results(out)
     data = P.load_data(P.find_data_dir(args.data), ("train", "val"))  # validation only

@@ -34,23 +34,8 @@ def out_dir(given, writing=False):
         raise P.UserError("--out needs a folder; an empty one was given.")
     out = Path(given).resolve() if given else ROOT
     if writing:
-        check_writable(out)
+        P.check_writable(out, subfolders=(".", "figures"))  # report.pdf and the zip go in out
     return out
-
-
-def check_writable(out):
-    """out and out/figures exist (made if need be) and take a new file."""
-    for folder in (out, out / "figures"):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = P.unique_name(folder / "write-test", "")
-            probe.touch(exist_ok=False)
-            probe.unlink()
-        except OSError as error:
-            raise P.UserError(
-                f"--out {out}: {folder} is not a folder this tool can write "
-                f"({error.strerror or error})."
-            ) from None
 
 
 def run_tool(main, argv=None):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import ROOT, P, out_dir, run_tool
 
-NETWORKS = ("mlp_spec", "mlp_best", "cnn_spec", "cnn_best")
+NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 VERSIONS = (
     "import sys, numpy, matplotlib, torch; print(sys.version.split()[0], numpy.__version__, "
     "matplotlib.__version__, torch.__version__)"
