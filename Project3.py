@@ -168,7 +168,9 @@ def read_arrays(path, shapes, remedy):
         for name, a in arrays.items():
             if a.shape != shapes[name] or a.dtype.kind != "f" or not np.isfinite(a).all():
                 raise ValueError(f"{name} should be finite floats of shape {shapes[name]}")
-    except Exception as error:  # missing, a folder, not an .npz, an array missing, a pickle
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found; {remedy}.") from None
+    except Exception as error:  # a folder, not an .npz, an array missing, a pickle
         raise UserError(f"{path}: no readable weights ({error}); {remedy}.") from None
     return {name: array.astype(np.float32) for name, array in arrays.items()}
 
@@ -213,10 +215,12 @@ def read_npy(path, kinds, what):
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise UserError(f"{path}: file not found.") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot be read ({error.strerror or error}).") from None
     except Exception as error:  # unreadable, damaged, cut short, not .npy, Python objects
         raise UserError(f"{path}: not a readable .npy array of numbers ({error}).") from None
     if getattr(array, "dtype", np.dtype(object)).kind not in kinds:  # an .npz has no dtype
-        found = getattr(array, "dtype", "an .npz archive")
+        found = f"dtype {array.dtype}" if hasattr(array, "dtype") else "an .npz archive"
         raise UserError(f"{path}: expected {what}, found {found}.")
     return array
 
@@ -259,9 +263,9 @@ def load_data(folder, splits=("train", "val", "test")):
     high = max(largest.values())
     if smallest < 0 or 1 < high < 128 or high > 255 or min(largest.values()) <= 1 < high:
         raise UserError(
-            f"{folder}: pixels range from {smallest:g} to {high:g} (largest per split: "
-            f"{largest}), so their scale is in doubt; expected all in [0, 1] or all grey levels "
-            "0-255 (largest at least 128)."
+            f"{folder}: pixels range from {smallest:g} to {high:g}, so their scale is in doubt "
+            f"(largest per split: {largest}); expected all in [0, 1] or all grey levels 0-255 "
+            "(largest at least 128)."
         )
     scale = 255 if high > 1 else 1
     return {split: (x.astype(np.float32) / scale, y) for split, (x, y) in raw.items()}
@@ -1141,8 +1145,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.section and args.part not in ("all", {"2": "mlp", "3": "cnn"}[args.section[0]]):
         parser.error(f"--section {args.section} is not part of --part {args.part}")
-    if args.out == "" or args.data == "" or not 0 <= args.seed < 2**32:
-        parser.error("--out and --data need a folder, --seed a number from 0 to 2^32 - 1")
+    if args.out == "" or args.data == "":
+        parser.error("--out and --data need a folder; an empty one was given")
     default_out = HERE / "quick" if args.quick else HERE
     args.out = Path.cwd() / args.out if args.out else default_out  # absolute, even if not made yet
     parts = {"all": "23" if torch else "2", "mlp": "2", "cnn": "3"}[args.part]  # no torch: Part 1
@@ -1151,7 +1155,10 @@ def parse_args(argv=None):
 
 
 def check_before_training(args):
-    """torch, the device, the data and --out, checked before the first epoch. Returns the data."""
+    """The seed, torch, the device, the data and --out, checked before the first epoch. Returns
+    the data."""
+    if not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed must lie in 0 to {2**32 - 1}, found {args.seed}.")
     runs_part_2 = any(section[0] == "3" for section in args.sections)
     if runs_part_2 and torch is None:
         raise UserError(f"Part 2 needs PyTorch, which cannot be imported here ({TORCH_PROBLEM}).")

@@ -40,8 +40,8 @@ NEWEST = [  # the newest releases that installed on 2026-11-26; bump them as new
 
 
 def graders_quick_run(session):
-    """`python Project3.py --quick` and `--part eval --quick`, the script alone beside the data,
-    started from another folder, as a grader with this stack would run it."""
+    """`python Project3.py --quick`, the script alone beside the data, started from another
+    folder, as a grader with this stack would run it; then tools/evaluate.py on its weights."""
     scratch = Path(session.create_tmp()).resolve() / "grader"
     shutil.rmtree(scratch, ignore_errors=True)
     folder = scratch / "submission"
@@ -52,7 +52,11 @@ def graders_quick_run(session):
     os.symlink(ROOT / "Project3_data", folder / "Project3_data")
     with session.chdir(elsewhere):
         session.run("python", str(folder / "Project3.py"), "--quick")
-        session.run("python", str(folder / "Project3.py"), "--part", "eval", "--quick")
+    weights = folder / "quick" / "weights"
+    evaluate = ROOT / "tools" / "evaluate.py"
+    session.run(
+        "python", str(evaluate), "--weights", str(weights), "--data", str(folder / "Project3_data")
+    )
 
 
 @nox.session(python="3.8", venv_backend="venv")  # virtualenv 21+ cannot seed 3.8

@@ -1,7 +1,6 @@
 """The data rules: what the loader accepts, the scaling rule, and each bad case refused before any
 training with one sentence on stderr and exit status 2."""
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +103,7 @@ def test_a_scale_in_doubt_is_refused_with_the_range_found(tmp_path, images, foun
 def test_data_folder_found_beside_the_script_then_in_the_working_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(P, "HERE", tmp_path / "script")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(P.UserError, match="no data folder found"):
+    with pytest.raises(P.UserError, match="no data folder: expected"):
         P.find_data_dir()
     (tmp_path / "Project3_data").mkdir()
     assert P.find_data_dir() == tmp_path / "Project3_data"  # the working folder
@@ -141,7 +140,7 @@ def _break(folder, case):
     if case == "npz_renamed":
         with open(img, "wb") as file:
             np.savez(file, x=x)
-        return "an .npz archive renamed .npy"
+        return "expected integer or floating-point pixels, found an .npz archive"
     if case == "wrong_width":
         np.save(img, x[:, :783])
         return "expected images of shape (N, 784) or (N, 28, 28), found (600, 783)"
@@ -156,18 +155,7 @@ def _break(folder, case):
         return "expected integer or floating-point pixels, found dtype complex64"
     if case == "objects":
         np.save(img, np.array([x, None], dtype=object), allow_pickle=True)
-        return "holds Python objects, which are never unpickled"
-    if case == "header_claims_petabytes":
-        _npy_claiming(img, (10**12, 784))
-        return "its header claims 784000000000000 bytes"
-    if case == "linked_to_dev_zero":
-        img.unlink()
-        img.symlink_to("/dev/zero")
-        return "not a regular file"
-    if case == "fifo":
-        img.unlink()
-        os.mkfifo(img)
-        return "not a regular file"
+        return "not a readable .npy array of numbers"
     if case == "all_zero":
         np.save(img, np.zeros_like(x))
         return "every pixel is 0"
@@ -200,9 +188,6 @@ BAD_CASES = [
     "bool_images",
     "complex_images",
     "objects",
-    "header_claims_petabytes",
-    "linked_to_dev_zero",
-    "fifo",
     "all_zero",
     "non_finite",
     "labels_out_of_range",
@@ -268,6 +253,6 @@ def test_missing_data_folder_from_the_command_line(tmp_path):
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     expected = (
-        f"data folder {tmp_path / 'nowhere'} does not exist or is not a folder (given with --data)."
+        f"no data folder: expected {tmp_path / 'nowhere'} to be a folder (--data DIR names one)."
     )
     assert run.stderr.strip() == f"Project3.py: error: {expected}"

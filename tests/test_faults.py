@@ -3,7 +3,6 @@ sentence (or nothing) and a defined exit status, loses nothing that was finished
 traceback; the next run completes."""
 
 import errno
-import io
 import json
 import os
 import pickle
@@ -11,16 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import tracemalloc
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import (
-    IMPORT_P,
     SCRIPT,
     P,
     block_torch,
@@ -37,11 +32,11 @@ from conftest import (
 @pytest.mark.parametrize(
     "damaged, found",
     [
-        ('{"mlp_spec": {"val_accuracy": 0.9', "is not valid JSON"),  # cut short
-        ("[]", "expected an object, found list"),
-        ("null", "expected an object, found NoneType"),
-        ('{"seconds": 5}', "entry 'seconds' should be an object, found int"),
-        ('{"mlp_spec": NaN}', "NaN is not standard JSON"),
+        ('{"mlp_spec": {"val_accuracy": 0.9', "Expecting ',' delimiter"),  # cut short
+        ("[]", "expected an object of objects"),
+        ("null", "expected an object of objects"),
+        ('{"seconds": 5}', "expected an object of objects"),
+        ('{"mlp_spec": NaN}', "expected an object of objects"),
     ],
 )
 def test_a_damaged_results_json_is_one_sentence_before_training(tmp_path, capsys, damaged, found):
@@ -58,7 +53,8 @@ def test_a_folder_where_results_json_belongs_is_refused_before_training(tmp_path
     (tmp_path / "figures" / "results.json").mkdir(parents=True)
     assert P.main(["--part", "mlp", "--quick", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
-    assert "results.json is not a file" in captured.err and "epoch" not in captured.out
+    assert "results.json is not a readable results file" in captured.err
+    assert "epoch" not in captured.out
 
 
 def test_a_results_json_that_cannot_be_read_is_one_sentence(tmp_path, monkeypatch, capsys):
@@ -76,7 +72,8 @@ def test_a_results_json_that_cannot_be_read_is_one_sentence(tmp_path, monkeypatc
     monkeypatch.setattr(Path, "read_text", read_text_refusing)
     assert P.main(["--part", "mlp", "--quick", "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
-    assert f"{path} cannot be read" in captured.err and "Permission denied" in captured.err
+    assert f"{path} is not a readable results file" in captured.err
+    assert "Permission denied" in captured.err
     assert captured.err.count("\n") == 1 and "epoch" not in captured.out
 
 
@@ -90,13 +87,11 @@ def test_fewer_than_three_training_images_are_refused_before_training(tmp_path, 
 
 def test_results_json_is_standard_json_without_nan(tmp_path):
     (tmp_path / "figures").mkdir()
-    P.record_results(tmp_path, {"mlp_templates": {"rms_blank": P.rms(np.zeros((64, 0)))}})
+    P.write_results(tmp_path, {"mlp_templates": {"rms_blank": P.rms(np.zeros((64, 0)))}})
     text = (tmp_path / "figures" / "results.json").read_text()
-    assert json.loads(text, parse_constant=P.refuse_constant) == {
-        "mlp_templates": {"rms_blank": None}
-    }
+    assert json.loads(text) == {"mlp_templates": {"rms_blank": None}}
     with pytest.raises(ValueError):  # a NaN would be a bug: refused, never written
-        P.record_results(tmp_path, {"bad": {"value": float("nan")}})
+        P.write_results(tmp_path, {"bad": {"value": float("nan")}})
     assert "NaN" not in (tmp_path / "figures" / "results.json").read_text()
 
 
@@ -113,114 +108,36 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
-def npz_claiming(path, arrays, name, shape):
-    """An .npz like np.savez writes, except that member `name` claims `shape` in its .npy header
-    while it holds a few bytes only."""
-    header = f"{{'descr': '<f4', 'fortran_order': False, 'shape': {shape!r}, }}"
-    header += " " * (63 - len(header) % 64) + "\n"
-    crafted = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
-    with zipfile.ZipFile(path, "w") as archive:
-        for key, array in arrays.items():
-            member = io.BytesIO()
-            np.save(member, array)
-            archive.writestr(f"{key}.npy", crafted if key == name else member.getvalue())
-
-
-def damage(weights, case):
-    """Damage the weights of a quick run in one way; returns the file the error must name."""
-    mlp = weights / "mlp.npz"
-    cnn = weights / "cnn.npz"
+@pytest.mark.parametrize("case", ["truncated", "shape", "nan", "missing_array", "pickle", "folder"])
+def test_damaged_weights_for_2_7_are_one_sentence_naming_the_run_that_makes_them(
+    tmp_path, capsys, case
+):
+    """2.7 and 2.8 read the weights of an earlier run of this script; tools/evaluate.py reads
+    weights from elsewhere with more care (tests/test_evaluate.py)."""
+    data = make_small_data(tmp_path / "data")
+    mlp = tmp_path / "out" / "weights" / "mlp.npz"
+    mlp.parent.mkdir(parents=True)
+    P.MLP(seed=0).save(mlp)
     params = dict(np.load(mlp))
-    state = dict(np.load(cnn))
-    if case == "mlp_truncated":
+    if case == "truncated":
         mlp.write_bytes(mlp.read_bytes()[:1000])
-    elif case == "mlp_shape":
+    elif case == "shape":
         np.savez(mlp, **dict(params, W1=np.zeros((3, 3), np.float32)))
-    elif case == "mlp_nan":
+    elif case == "nan":
         np.savez(mlp, **dict(params, b2=np.full(10, np.nan, np.float32)))
-    elif case == "mlp_missing_array":
+    elif case == "missing_array":
         np.savez(mlp, **{k: v for k, v in params.items() if k != "W2"})
-    elif case == "mlp_bad_crc":  # the zip's end record intact, one byte inside W1 changed
-        data = bytearray(mlp.read_bytes())
-        data[len(data) // 3] ^= 0xFF
-        mlp.write_bytes(bytes(data))
-    elif case == "mlp_huge_header":  # W1 claims 10^9 x 784 floats: 3 TB
-        npz_claiming(mlp, params, "W1", (10**9, 784))
-    elif case == "mlp_folder":
+    elif case == "pickle":
+        mlp.write_bytes(pickle.dumps(Payload(tmp_path / "pwned"), protocol=2))
+    else:
         mlp.unlink()
         mlp.mkdir()
-    elif case == "cnn_truncated":
-        cnn.write_bytes(cnn.read_bytes()[:2000])
-    elif case == "cnn_not_weights":
-        cnn.write_bytes(b"PK\x03\x04 not a zip of arrays")
-    elif case == "cnn_nan":
-        np.savez(cnn, **dict(state, **{"fc3.bias": np.full(10, np.nan, np.float32)}))
-    elif case == "cnn_code":  # a pickle that runs code if it is ever unpickled
-        cnn.write_bytes(pickle.dumps(Payload(weights / "pwned"), protocol=2))
-    elif case == "cnn_code_inside":  # the same pickle as an object array inside a real .npz
-        payload = np.empty(1, dtype=object)
-        payload[0] = Payload(weights / "pwned")
-        np.savez(cnn, **dict(state, **{"fc3.bias": payload}))
-    elif case == "cnn_old_format":  # the torch.save pickle of earlier versions, and no .npz
-        cnn.unlink()
-        (weights / "cnn.pt").write_bytes(pickle.dumps(Payload(weights / "pwned"), protocol=2))
-        return "cnn.pt"
-    return "mlp.npz" if case.startswith("mlp") else "cnn.npz"
-
-
-WEIGHT_CASES = [
-    "mlp_truncated",
-    "mlp_shape",
-    "mlp_nan",
-    "mlp_missing_array",
-    "mlp_bad_crc",
-    "mlp_huge_header",
-    "mlp_folder",
-    "cnn_truncated",
-    "cnn_not_weights",
-    "cnn_nan",
-    "cnn_code",
-    "cnn_code_inside",
-    "cnn_old_format",
-]
-
-
-@pytest.mark.parametrize("case", WEIGHT_CASES)
-def test_damaged_weights_are_one_sentence_and_exit_2(quick_run, tmp_path, capsys, case):
-    folder, _ = quick_run
-    shutil.copytree(folder / "quick" / "weights", tmp_path / "weights")
-    name = damage(tmp_path / "weights", case)
-    data = str(folder / "Project3_Data")
-    assert P.main(["--part", "eval", "--data", data, "--out", str(tmp_path)]) == 2
+    args = ["--section", "2.7", "--data", str(data), "--out", str(tmp_path / "out")]
+    assert P.main(args) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and name in err and "Traceback" not in err
-    assert not (tmp_path / "weights" / "pwned").exists()  # nothing in the file was run
-    if case == "cnn_old_format":
-        assert "--part cnn" in err and "tools/convert_weights.py" in err
-
-
-def test_a_fifo_in_place_of_the_weights_is_refused_not_waited_on(quick_run, tmp_path):
-    folder, _ = quick_run
-    shutil.copytree(folder / "quick" / "weights", tmp_path / "weights")
-    (tmp_path / "weights" / "mlp.npz").unlink()
-    os.mkfifo(tmp_path / "weights" / "mlp.npz")
-    data = folder / "Project3_Data"
-    run = run_script(
-        SCRIPT, "--part", "eval", "--data", data, "--out", tmp_path, cwd=tmp_path, timeout=60
-    )
-    assert run.returncode == 2 and "mlp.npz: not a regular file" in run.stderr
-
-
-def test_a_weight_header_claiming_terabytes_is_refused_from_the_header(quick_run, tmp_path):
-    folder, _ = quick_run
-    shutil.copytree(folder / "quick" / "weights", tmp_path / "weights")
-    damage(tmp_path / "weights", "mlp_huge_header")
-    tracemalloc.start()
-    with pytest.raises(P.UserError, match=r"expected W1 of shape \(64, 784\).*\(1000000000, 784\)"):
-        P.MLP.load(tmp_path / "weights" / "mlp.npz")
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
-    assert peak < 20 * 2**20  # refused from the header: nothing allocated for the array
+    assert err.count("\n") == 1 and "mlp.npz" in err and "Traceback" not in err
+    assert "run `python Project3.py --part mlp`" in err
+    assert not (tmp_path / "pwned").exists()  # nothing in the file was run
 
 
 # ---- Writes that fail ---------------------------------------------------------------------------
@@ -231,19 +148,19 @@ def test_a_full_disk_after_training_is_one_sentence_and_keeps_the_finished_secti
 ):
     data = make_small_data(tmp_path / "data")
     out = tmp_path / "out"
-    real_savefig = P.plt.Figure.savefig
+    real_savefig = P.Figure.savefig
 
     def savefig_on_a_full_disk(fig, path, **kwargs):
         if "mlp_best_training" in str(path):  # 2.6's first figure, after 2.5 is done
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real_savefig(fig, path, **kwargs)
 
-    monkeypatch.setattr(P.plt.Figure, "savefig", savefig_on_a_full_disk)
+    monkeypatch.setattr(P.Figure, "savefig", savefig_on_a_full_disk)
     assert P.main(["--part", "mlp", "--quick", "--data", str(data), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "mlp_best_training.pdf (No space left on device)" in err
-    assert f"sections 2.5 finished and their files are kept in {out}" in err
+    assert "; sections 2.5 finished, their files kept." in err
     results = json.loads((out / "figures" / "results.json").read_text())
     assert "mlp_spec" in results and "mlp_best" not in results  # 2.5's results were kept
     assert (out / "weights" / "mlp_spec.npz").is_file()
@@ -282,71 +199,25 @@ def test_write_whole_keeps_the_old_file_when_writing_fails(tmp_path):
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["results.json"]
 
 
-# ---- Killed runs, locks and concurrent runs -----------------------------------------------------
+# ---- Killed runs -------------------------------------------------------------------------------
 
 
-RECORD = (
-    IMPORT_P
-    + """
-import time
-out, tag = pathlib.Path(sys.argv[2]), sys.argv[3]
-(out / "figures" / tag).touch()
-deadline = time.monotonic() + 60
-while len(list((out / "figures").glob("ready*"))) < 2:  # start together, so that the runs overlap
-    assert time.monotonic() < deadline
-for i in range(60):
-    P.record_results(out, {f"{tag}{i}": {"values": list(range(500))}})
-    P.record_results(out, {"shared": {tag + str(i): i}}, merged=["shared"])
-"""
-)
-
-
-def test_two_runs_recording_results_at_once_both_land(tmp_path):
-    (tmp_path / "figures").mkdir()
-    env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))  # a faster start
-    runs = [
-        subprocess.Popen([sys.executable, "-c", RECORD, str(SCRIPT), str(tmp_path), tag], env=env)
-        for tag in ("ready_a", "ready_b")
-    ]
-    assert [run.wait(timeout=120) for run in runs] == [0, 0]
-    results = json.loads((tmp_path / "figures" / "results.json").read_text())
-    keys = {f"ready_{tag}{i}" for tag in "ab" for i in range(60)}
-    assert set(results) == keys | {"shared"} and set(results["shared"]) == keys  # none lost
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "ready_a",
-        "ready_b",
-        "results.json",
-    ]
-
-
-def age(path, seconds):
-    then = time.time() - seconds
-    os.utime(path, (then, then))
-
-
-def test_a_lock_and_temporaries_left_by_a_killed_run_cost_the_next_run_nothing(tmp_path):
+def test_a_temporary_left_by_a_killed_run_costs_the_next_run_nothing(tmp_path):
     folder, elsewhere = grader_folder(tmp_path)
     figures = folder / "quick" / "figures"
     figures.mkdir(parents=True)
-    lock = figures / ".results.json.lock"
-    lock.touch()
-    age(lock, 30)  # held 30 s: its run was killed during an update, which takes milliseconds
-    stale_tmp = figures / ".mlp_study.png.123.456.tmp"
-    stale_tmp.write_bytes(b"half a figure")
-    age(stale_tmp, 3600)
+    (figures / "mlp_study.tmp").write_bytes(b"half a figure")  # killed while writing it
     run = run_script(
         folder / "Project3.py",
-        "--part",
-        "mlp",
+        "--section",
+        "2.5",
         "--quick",
         cwd=elsewhere,
         blocked=block_torch(tmp_path / "blocked"),
         timeout=120,
     )
     assert run.returncode == 0, run.stderr
-    assert f"note: removed {lock}, left by a run that was stopped." in run.stderr
-    results = json.loads((figures / "results.json").read_text())
-    assert {"mlp_spec", "mlp_best", "mlp_confusion", "mlp_templates"} <= set(results)
+    assert (figures / "mlp_study.png").stat().st_size > 1000
     assert not leftovers(folder)
 
 
@@ -371,18 +242,6 @@ def test_a_run_killed_midway_leaves_whole_files_and_the_next_run_completes(tmp_p
     assert again.returncode == 0, again.stderr
 
 
-def test_concurrent_runs_check_their_output_folder_without_tripping_on_each_other(tmp_path):
-    code = IMPORT_P + "for _ in range(300):\n    P.check_writable(pathlib.Path(sys.argv[2]))\n"
-    env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
-    runs = [
-        subprocess.Popen([sys.executable, "-c", code, str(SCRIPT), str(tmp_path)], env=env)
-        for _ in range(2)
-    ]
-    assert [run.wait(timeout=120) for run in runs] == [0, 0]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked", "figures", "weights"]
-    assert not list((tmp_path / "figures").iterdir()) and not list((tmp_path / "weights").iterdir())
-
-
 def test_ctrl_c_exits_130_with_one_line_and_leaves_no_temporary(tmp_path):
     folder, _ = grader_folder(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
@@ -398,22 +257,6 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_no_temporary(tmp_path):
     assert run.returncode == 130
     assert err.strip().count("\n") == 0 and "interrupted" in err and "Traceback" not in err
     assert not leftovers(folder / "quick")
-
-
-def test_ctrl_c_while_torch_is_imported_is_one_line_too(tmp_path):
-    slow = fake_torch(tmp_path / "slow", "import time\ntime.sleep(30)\n")  # a slow import
-    run = subprocess.Popen(
-        [sys.executable, str(SCRIPT), "--help"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=dict(os.environ, PYTHONPATH=str(slow)),
-    )
-    time.sleep(2)
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=30)
-    assert run.returncode == 130
-    assert err.strip() == "Project3.py: interrupted before the first section; nothing was written."
 
 
 # ---- Output and interpreters --------------------------------------------------------------------
@@ -497,7 +340,7 @@ def test_a_missing_numpy_or_matplotlib_is_one_sentence(tmp_path):
     )
 
 
-@pytest.mark.parametrize("section, key", [("2.8", "mlp_spec"), ("3.3", "cnn_spec")])
+@pytest.mark.parametrize("section, key", [("3.3", "cnn_spec")])  # 2.8 reads the seed
 def test_a_section_built_on_a_run_with_another_seed_says_which_seed(
     quick_run, tmp_path, capsys, section, key
 ):

@@ -225,7 +225,7 @@ def test_same_seed_gives_identical_weights_and_another_seed_does_not():
             seed=seed,
             tag="test",
             lr_final=1e-4,
-            augment=P.MLP_BEST["augment"],
+            augment=P.RandomAffine(**P.MLP_BEST["augment"]),
         )
         return net
 
@@ -258,16 +258,15 @@ def test_save_and_load_round_trip(tmp_path):
 
 def test_augmentation_identity_and_integer_shift():
     x, _ = real("val", 16)
-    same = P.augment_affine(x, np.random.default_rng(0), rotate_deg=0, scale=0, shear=0, shift=0)
+    same = P.RandomAffine(rotate_deg=0, scale=0, shear=0, shift=0)(x, np.random.default_rng(0))
     np.testing.assert_allclose(same, x, atol=1e-6)
 
     class ShiftByOne:  # draws +1 pixel for each shift, 0 for everything else
         def uniform(self, lo, hi, size):
             return np.full(size, 1.0 if np.all(np.asarray(hi) == 2) else 0.0)
 
-    shifted = P.augment_affine(x, ShiftByOne(), rotate_deg=1, scale=1, shear=1, shift=2).reshape(
-        -1, 28, 28
-    )
+    shift_by_one = P.RandomAffine(rotate_deg=1, scale=1, shear=1, shift=2)
+    shifted = shift_by_one(x, ShiftByOne()).reshape(-1, 28, 28)
     np.testing.assert_allclose(shifted[:, 1:, 1:], x.reshape(-1, 28, 28)[:, :-1, :-1], atol=1e-5)
     assert not shifted[:, 0, :].any() and not shifted[:, :, 0].any()
     assert shifted.dtype == np.float32
@@ -279,3 +278,28 @@ def test_the_learning_rate_is_constant_as_specified_and_decays_as_a_cosine_in_2_
     assert decay[0] == pytest.approx(3e-3) and decay[4] == pytest.approx(2e-5)  # 5: past the end
     assert decay[2] == pytest.approx((3e-3 + 2e-5) / 2)  # half way
     assert all(a > b for a, b in zip(decay, decay[1:]))
+
+
+def test_the_jacobians_of_2_3_1_chain_into_the_gradients_of_update_grad():
+    """dL/dtheta = dL/da2 . da2/dtheta for the second layer and dL/da2 . da2/df1 . df1/da1 .
+    da1/dtheta for the first, with the six matrices of MLP.jacobians at one image."""
+    net = P.MLP(seed=4)
+    for name, theta in net.params().items():
+        setattr(net, name, theta.astype(np.float64))
+    x = np.random.default_rng(4).random(784)
+    y = np.eye(10)[3]
+    J = net.jacobians(x)
+    assert J["da2/dW2"].shape == (10, 640) and J["da1/dW1"].shape == (64, 64 * 784)
+    net.reset_grad()
+    net.forward(x)
+    net.update_grad(y)
+    dL_da2 = net.y_hat[0] - y
+    dL_da1 = dL_da2 @ J["da2/df1"] @ J["df1/da1"]
+    np.testing.assert_allclose(dL_da2 @ J["da2/db2"], net.b2_grad)
+    np.testing.assert_allclose((dL_da2 @ J["da2/dW2"]).reshape(10, 64), net.W2_grad)
+    np.testing.assert_allclose(dL_da1 @ J["da1/db1"], net.b1_grad)
+    np.testing.assert_allclose((dL_da1 @ J["da1/dW1"]).reshape(64, 784), net.W1_grad)
+    eps = 1e-6  # and df1/da1 against central differences
+    a1 = net.a1[0]
+    numeric = (P.sigmoid(a1 + eps) - P.sigmoid(a1 - eps)) / (2 * eps)
+    np.testing.assert_allclose(np.diag(J["df1/da1"]), numeric, rtol=1e-6)

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from common import P, out_dir, run_tool
+from common import P, out_dir, pick_device, read_tool_file, run_tool, write_tool_file
 
 DESCRIPTION = "Variants of the 2.5-2.6 and 3.2-3.4 trainings, scored on validation only."
 
@@ -89,7 +89,7 @@ def train(group, change, data, seed, device, quick):
             seed=seed,
             tag=group,
             lr_final=None if sgd else cfg["lr_final"],
-            augment=cfg["augment"],
+            augment=P.RandomAffine(**cfg["augment"]) if cfg["augment"] else None,
             train_eval_n=P.TRAIN_EVAL_N,
         )
         return history
@@ -106,7 +106,7 @@ def train(group, change, data, seed, device, quick):
             loss_fn=P.torch.nn.CrossEntropyLoss(reduction="sum"),
             seed=seed,
             tag=group,
-            augment=cfg["augment"],
+            augment=P.RandomAffineTorch(**cfg["augment"]),
             train_eval_n=P.TRAIN_EVAL_N,
         )
         return history
@@ -135,7 +135,8 @@ def train(group, change, data, seed, device, quick):
 def ink_on_blank_pixels(x):
     """2.8: how often 2.6's distortions put ink on pixels that are blank in every training image."""
     blank = x.max(axis=0) == 0
-    distorted = P.augment_affine(x[:10000], np.random.default_rng(0), **P.MLP_BEST["augment"])
+    distort = P.RandomAffine(**P.MLP_BEST["augment"])
+    distorted = distort(x[:10000], np.random.default_rng(0))
     inked = distorted[:, blank] > 0.01
     return {
         "images": len(distorted),
@@ -148,7 +149,7 @@ def ink_on_blank_pixels(x):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("--which", choices=["mlp", "cnn", "both"], default="both")
-    parser.add_argument("--out", help="folder whose figures/results.json receives the rows")
+    parser.add_argument("--out", help="folder whose figures/ablation.json receives the rows")
     parser.add_argument("--data", help="data folder, as for Project3.py")
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="600 images, 2 epochs: a smoke test")
@@ -157,21 +158,17 @@ def main(argv=None):
     rows = [row for row in ROWS if args.which in ("both", row[1][:3])]
     if args.rows:
         rows = [row for row in rows if row[0] in args.rows]
-    if P.torch is None and any(group.startswith("cnn") for _, group, _, _ in rows):
-        raise P.UserError(
-            f"the CNN rows need PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}); "
-            "use --which mlp."
-        )
     runs_cnn = any(group.startswith("cnn") for _, group, _, _ in rows)
-    device = P.pick_device(args.device, runs_part_2=runs_cnn)
+    device = pick_device(args.device, needs_torch=runs_cnn)  # the CNN rows need torch
     out = out_dir(args.out, writing=True)
-    P.read_results(out)
+    recorded = read_tool_file(out, "ablation.json")
     data = P.load_data(P.find_data_dir(args.data), ("train", "val"))  # validation only
     if args.quick:
         for split, n in (("train", P.QUICK["train_n"]), ("val", P.QUICK["val_n"])):
             data[split] = (data[split][0][:n], data[split][1][:n])
     if args.which != "cnn":
-        P.record_results(out, {"distortions": ink_on_blank_pixels(data["train"][0])})
+        recorded["distortions"] = ink_on_blank_pixels(data["train"][0])
+        write_tool_file(out, "ablation.json", recorded)
     for key, group, variant, change in rows:
         start = time.perf_counter()
         history = train(group, change, data, 0, device, args.quick)
@@ -189,7 +186,8 @@ def main(argv=None):
             "device": device if group.startswith("cnn") else "cpu",
             "quick": args.quick,
         }
-        P.record_results(out, {"ablation": {key: row}}, merged=["ablation"])
+        recorded["ablation"] = {**recorded.get("ablation", {}), key: row}
+        write_tool_file(out, "ablation.json", recorded)  # after every row: none is lost
         print(
             f"{key}: best val {100 * max(val):.2f} % (epoch {row['best_epoch']}/{len(val)}), "
             f"last {100 * val[-1]:.2f} %, {row['seconds']} s",

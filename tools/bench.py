@@ -10,7 +10,7 @@ and each kind keeps its best round (a burst of load from elsewhere hits all kind
                          the same network, optimiser, schedule and distortions
 
 It also prints where the grader's run spends its time, from the seconds that run recorded.
-Results go to figures/results.json under "bench".
+Results go to figures/bench.json (key "bench").
 """
 
 import argparse
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from common import P, out_dir, run_tool
+from common import P, out_dir, read_tool_file, run_tool, write_tool_file
 
 KINDS = ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best", "cnn_plain")
 DESCRIPTION = "Speed of the trainings, side by side, each measurement in its own process."
@@ -83,7 +83,7 @@ def mlp_best_epoch(x, y, val, state):
         batch=cfg["batch"],
         lr=cfg["lr"],
         rng=state["rng"],
-        augment=cfg["augment"],
+        augment=P.RandomAffine(**cfg["augment"]),
     )
     P.accuracy_and_loss(P.mlp_log_probs(net, x[: P.TRAIN_EVAL_N]), y[: P.TRAIN_EVAL_N])
     P.accuracy_and_loss(P.mlp_log_probs(net, val[0]), val[1])
@@ -130,7 +130,7 @@ def cnn_plain_epoch(x, y, val, state):
         state["y"] = torch.from_numpy(y)
     net = state["net"]
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    total_steps = P.steps_per_epoch(len(x), cfg["batch"])
+    total_steps = (len(x) + cfg["batch"] - 1) // cfg["batch"]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg["lr"], total_steps=total_steps)
     loss_fn = P.smoothed_cross_entropy(cfg["label_smoothing"])
     for idx in torch.randperm(len(x)).split(cfg["batch"]):
@@ -208,7 +208,7 @@ def main(argv=None):
         numpy_over_torch=round(best["mlp_numpy"] / best["mlp_torch"], 3),
         cnn_over_plain=round(best["cnn_best"] / best["cnn_plain"], 3),
     )
-    P.record_results(out, {"bench": bench})
+    write_tool_file(out, "bench.json", {**read_tool_file(out, "bench.json"), "bench": bench})
     print(
         f"\nbest of {rounds} rounds, {n} training images, torch {bench['torch_version']} with "
         f"{bench['threads']} threads:"

@@ -1,10 +1,13 @@
 """What the tools share: Project3.py imported from the repository root, --out checked before any
-work, and Project3's error conventions (one sentence and exit status 2; one line and 130 on Ctrl-C,
-143 on SIGTERM, 129 on SIGHUP).
+work, the tools' own result files, and Project3's error conventions (one sentence and exit status
+2; one line and 130 on Ctrl-C, 143 on SIGTERM, and 129 on SIGHUP where the platform has it).
 
-The tools import Project3; Project3 never imports them.
+The tools import Project3; Project3 never imports them. Each result file has one writer:
+Project3.py writes figures/results.json, and each tool its own figures/<tool>.json, so no two
+runs ever write one file and nothing needs a lock.
 """
 
+import json
 import signal
 import sys
 from pathlib import Path
@@ -12,6 +15,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import Project3 as P
+
+# The tools' own result files in figures/, each a JSON object of results.json-like entries.
+TOOL_FILES = ("seeds.json", "ablation.json", "bench.json", "stacks.json")
+# SIGTERM exists everywhere; SIGHUP (a closed terminal) on POSIX only, not on Windows.
+STOP_SIGNALS = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
 
 
 class Stopped(BaseException):
@@ -28,20 +36,65 @@ def raise_stopped(signum, frame):
 
 
 def out_dir(given, writing=False):
-    """--out as the tools take it: the folder holding figures/results.json (default: the
-    repository). writing: the folder and its figures/ must take new files, checked now."""
+    """--out as the tools take it: the folder holding figures/ (default: the repository).
+    writing: the folder and its figures/ must take new files, checked now."""
     if given == "":
         raise P.UserError("--out needs a folder; an empty one was given.")
     out = Path(given).resolve() if given else ROOT
     if writing:
-        P.check_writable(out, subfolders=(".", "figures"))  # report.pdf and the zip go in out
+        for folder in (out, out / "figures"):  # report.pdf and the zip go in out
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "write-test.tmp").touch()
+                (folder / "write-test.tmp").unlink()
+            except OSError as error:
+                raise P.UserError(
+                    f"--out {out}: not a folder this tool can write ({error})."
+                ) from None
     return out
+
+
+def pick_device(requested, needs_torch):
+    """Part 2's device as Project3.py picks it: --device, else CUDA where there is one."""
+    if not needs_torch:
+        return "cpu"
+    if P.torch is None:
+        raise P.UserError(f"this needs PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}).")
+    has_cuda = P.torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise P.UserError("--device cuda was asked for, but torch finds no CUDA device here.")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
+def read_tool_file(out, name):
+    """figures/<name> under out as a dict of dicts ({} if there is none)."""
+    path = out / "figures" / name
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+            raise ValueError("expected an object of objects")
+    except (OSError, ValueError) as error:
+        raise P.UserError(f"{path} is not a readable results file ({error}).") from None
+    return data
+
+
+def write_tool_file(out, name, data):
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
+    P.write_whole(out / "figures" / name, Path.write_text, text)
+
+
+def all_results(out):
+    """results.json with every tool's entries beside Project3's: what the report is made from."""
+    results = P.read_results(out)
+    for name in TOOL_FILES:
+        results.update(read_tool_file(out, name))
+    return results
 
 
 def run_tool(main, argv=None):
     """Run a tool's main() with Project3's conventions for errors and signals."""
     name = Path(sys.argv[0]).name
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, raise_stopped)
     try:
         main(argv)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import ROOT, P, out_dir, run_tool
+from common import ROOT, P, all_results, out_dir, run_tool
 
 TEX = ROOT / "report.tex"
 AUTHOR = ROOT / "tools" / "author.json"
@@ -637,8 +637,8 @@ def is_placeholder(author):
 
 
 def write_sources(out, author):
-    results = P.read_results(out)
-    if not results:
+    results = all_results(out)
+    if not P.read_results(out):
         path = out / "figures" / "results.json"
         raise P.UserError(f"{path}: no results yet; run `python Project3.py` first.")
     macros, tables = generate(results, author)

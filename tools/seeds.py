@@ -1,6 +1,6 @@
 """Seed spread: the grader's run (`python Project3.py`) repeated with seeds 0..N-1, each in a
 scratch folder, recording every network's validation and test accuracy and the run's seconds. The
-report's "mean +- standard deviation" numbers come from here (figures/results.json, key "seeds").
+report's "mean +- standard deviation" numbers come from here (figures/seeds.json, key "seeds").
 
     python tools/seeds.py [--seeds 5] [--first K] [--out DIR] [--quick] [--data DIR]
                           [--device cpu|cuda]
@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import P, out_dir, run_tool
+from common import P, out_dir, read_tool_file, run_tool, write_tool_file
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 DESCRIPTION = "The grader's run repeated with seeds 0..N-1: the report's seed spread."
@@ -24,7 +24,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0 to N-1 (default 5)")
     parser.add_argument("--first", type=int, default=0, help="add seeds K..N-1 to 0..K-1")
-    parser.add_argument("--out", help="folder whose figures/results.json receives the spread")
+    parser.add_argument("--out", help="folder whose figures/seeds.json receives the spread")
     parser.add_argument("--data", help="data folder, as for Project3.py")
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="--quick runs: a smoke test")
@@ -54,7 +54,7 @@ def recorded_runs(results, args):
     recorded = results.get("seeds", {})
     if recorded.get("seeds") != list(range(args.first)) or recorded.get("quick") != args.quick:
         raise P.UserError(
-            f"--first {args.first} adds to seeds 0..{args.first - 1}, but results.json records "
+            f"--first {args.first} adds to seeds 0..{args.first - 1}, but seeds.json records "
             f"seeds {recorded.get('seeds')} (quick: {recorded.get('quick')})."
         )
     for key in NETWORKS:
@@ -70,7 +70,7 @@ def main(argv=None):
             f"--seeds must be at least 2 and --first below it, found {args.seeds} and {args.first}."
         )
     out = out_dir(args.out, writing=True)  # checked before the first seed, not after the last
-    runs, seconds = recorded_runs(P.read_results(out), args)
+    runs, seconds = recorded_runs(read_tool_file(out, "seeds.json"), args)
     P.load_data(P.find_data_dir(args.data))
     for seed in range(args.first, args.seeds):
         with tempfile.TemporaryDirectory() as scratch:
@@ -86,7 +86,7 @@ def main(argv=None):
         print(f"seed {seed}: " + ", ".join(accuracies), flush=True)
         spread = {key: value for key, value in runs.items() if value["val"]}
         entry = {"seeds": list(range(seed + 1)), "quick": args.quick, "seconds": seconds}
-        P.record_results(out, {"seeds": {**entry, **spread}})  # after every seed: none is lost
+        write_tool_file(out, "seeds.json", {"seeds": {**entry, **spread}})  # after every seed
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The grader's run on another Python stack: Project3.py copied alone beside the data into a scratch
 folder and run there by the given interpreter, as a grader with that setup would. Its versions,
-seconds and accuracies go into figures/results.json under --key (default oldest_stack).
+seconds and accuracies go into figures/stacks.json under --key (default oldest_stack).
 
     python tools/stack_run.py --python .nox/oldest/bin/python [--key oldest_stack] [--quick]
 
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, P, out_dir, run_tool
+from common import ROOT, P, out_dir, read_tool_file, run_tool, write_tool_file
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 VERSIONS = (
@@ -28,12 +28,12 @@ VERSIONS = (
 def main(argv=None):
     parser = argparse.ArgumentParser(description="The grader's run on another Python stack.")
     parser.add_argument("--python", required=True, help="the interpreter of that stack")
-    parser.add_argument("--key", default="oldest_stack", help="results.json key (oldest_stack)")
-    parser.add_argument("--out", help="folder whose figures/results.json receives the run")
+    parser.add_argument("--key", default="oldest_stack", help="stacks.json key (oldest_stack)")
+    parser.add_argument("--out", help="folder whose figures/stacks.json receives the run")
     parser.add_argument("--quick", action="store_true", help="the --quick run: a smoke test")
     args = parser.parse_args(argv)
     out = out_dir(args.out, writing=True)
-    P.read_results(out)
+    recorded = read_tool_file(out, "stacks.json")
     python_path = shutil.which(args.python)  # absolute, but not through the venv's symlink
     if python_path is None:
         raise P.UserError(f"--python {args.python}: no such interpreter.")
@@ -66,7 +66,7 @@ def main(argv=None):
         "test_accuracy": {key: results[key]["test_accuracy"] for key in NETWORKS},
         "val_accuracy": {key: results[key]["val_accuracy"] for key in NETWORKS},
     }
-    P.record_results(out, {args.key: entry})
+    write_tool_file(out, "stacks.json", {**recorded, args.key: entry})
     print(json.dumps(entry, indent=1))
 
 
