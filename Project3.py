@@ -202,10 +202,12 @@ def find_data_dir(given=None):
     """--data, else Project3_data or Project3_Data beside this file, else in the working folder."""
     names = ("Project3_data", "Project3_Data")
     candidates = [base / name for base in (HERE, Path.cwd()) for name in names]
-    for folder in [Path(given)] if given else candidates:
+    if given:
+        candidates = [Path.cwd() / given]  # absolute, for the message
+    for folder in candidates:
         if folder.is_dir():
             return folder
-    expected = given or " or ".join(map(str, candidates))
+    expected = " or ".join(map(str, candidates))
     raise UserError(f"no data folder: expected {expected} to be a folder (--data DIR names one).")
 
 

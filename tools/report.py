@@ -659,7 +659,7 @@ def build(out):
         )
     with tempfile.TemporaryDirectory(prefix="report-") as build_dir:
         build_dir = Path(build_dir)
-        (build_dir / "figures").symlink_to(out / "figures")
+        shutil.copytree(out / "figures", build_dir / "figures")  # a copy: Windows may lack symlinks
         shutil.copy(TEX, build_dir / "report.tex")
         command = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error"]
         command += ["-file-line-error", "report.tex"]
