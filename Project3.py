@@ -35,7 +35,7 @@ TorchModule = object if torch is None else torch.nn.Module  # without torch: def
 # The data and the outputs beside this file (for code run without a file: the working folder).
 HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
 
-# ==== Configuration: every number a run depends on. ==============================================
+# ==== 2.4-3.4 Settings: what the assignment specifies, and what validation chose. =================
 
 SPEC = {  # 2.4 and 3.2, as the assignment gives them
     "batch": 256,  # images per gradient step
@@ -76,11 +76,6 @@ CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the v
     },
 }
 TRAIN_EVAL_N = 5000  # 2.6 and 3.4 measure training accuracy on the first 5000 images, for speed
-QUICK = {  # --quick: every code path in seconds, into quick/
-    "train_n": 600,  # training images (the small studies take a third of them)
-    "val_n": 300,  # validation images (the test split is read whole)
-    "epochs": 2,  # for every training
-}
 NETWORKS = (  # (results key, name, the accuracy above which each point is extra credit)
     ("mlp_spec", "MLP as specified (2.5)", None),
     ("mlp_best", "MLP trained better (2.6)", 90),
@@ -88,19 +83,6 @@ NETWORKS = (  # (results key, name, the accuracy above which each point is extra
     ("cnn_best", "CNN trained better (3.4)", 98),
 )
 CREDIT_FLOOR = -20  # the assignment takes off a point per point below the base, down to 20 below
-
-
-def settings(quick):
-    """The trainings' settings as above; for --quick, QUICK's epochs and a third of its images."""
-    configs = {"mlp_study": MLP_STUDY, "mlp_best": MLP_BEST, "cnn_study": CNN_STUDY}
-    configs["cnn_best"] = CNN_BEST
-    if quick:
-        epochs = QUICK["epochs"]
-        short = {"small_n": QUICK["train_n"] // 3, "epochs_small": epochs, "epochs_full": epochs}
-        configs.update(mlp_study=short, cnn_study=short)
-        configs.update(mlp_best={**MLP_BEST, "epochs": epochs})
-        configs.update(cnn_best={**CNN_BEST, "epochs": epochs})
-    return configs
 
 
 # ==== Files: one-sentence errors, whole files, output that never stops a run. ===================
@@ -127,14 +109,12 @@ def write_whole(path, write, *args, **kwargs):
     tmp = path.with_suffix(".tmp")
     try:
         write(tmp, *args, **kwargs)
-        for attempt in range(50):  # 5 s while Windows refuses: a viewer or scanner may hold path
+        for _ in range(50):  # 5 s while Windows refuses: a viewer or a scanner may hold path open
             try:
-                tmp.replace(path)
-                break
+                return tmp.replace(path)
             except PermissionError:
-                if attempt == 49:
-                    raise
                 time.sleep(0.1)
+        tmp.replace(path)  # the last try: a PermissionError now is the message below
     except OSError as error:
         held = " (another program may hold it open)" if isinstance(error, PermissionError) else ""
         raise UserError(
@@ -1122,6 +1102,26 @@ def section_3_4(data, args):
 
 
 # ==== The command line: the grader's run, a part or a section. ===================================
+
+QUICK = {  # --quick: every code path in seconds, into quick/
+    "train_n": 600,  # training images (the small studies take a third of them)
+    "val_n": 300,  # validation images (the test split is read whole)
+    "epochs": 2,  # for every training
+}
+
+
+def settings(quick):
+    """The trainings' settings as above; for --quick, QUICK's epochs and a third of its images."""
+    configs = {"mlp_study": MLP_STUDY, "mlp_best": MLP_BEST, "cnn_study": CNN_STUDY}
+    configs["cnn_best"] = CNN_BEST
+    if quick:
+        epochs = QUICK["epochs"]
+        short = {"small_n": QUICK["train_n"] // 3, "epochs_small": epochs, "epochs_full": epochs}
+        configs.update(mlp_study=short, cnn_study=short)
+        configs.update(mlp_best={**MLP_BEST, "epochs": epochs})
+        configs.update(cnn_best={**CNN_BEST, "epochs": epochs})
+    return configs
+
 
 SECTIONS = {
     "2.5": section_2_5,
