@@ -242,3 +242,10 @@ def test_no_function_calls_into_a_later_section():
         if node.func.id in defined and section(defined[node.func.id]) > section(top.lineno)
     ]
     assert forward == []
+
+
+def test_device_cuda_is_ignored_where_only_part_1_runs(tmp_path):
+    """--device is Part 2's: with --part mlp it asks nothing of CUDA, GPU or not."""
+    data = make_small_data(tmp_path / "data")
+    args = ["--part", "mlp", "--quick", "--device", "cuda", "--data", str(data)]
+    assert P.main([*args, "--out", str(tmp_path / "out")]) == 0

@@ -2,12 +2,13 @@
 autograd), numerical stability, the training loop's call order, determinism, learning, saving and
 loading."""
 
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
-from conftest import REAL_DATA, P
+from conftest import REAL_DATA, ROOT, P, import_path
 
 PARAMS = ("W1", "b1", "W2", "b2")
 
@@ -303,3 +304,19 @@ def test_the_jacobians_of_2_3_1_chain_into_the_gradients_of_update_grad():
     a1 = net.a1[0]
     numeric = (P.sigmoid(a1 + eps) - P.sigmoid(a1 - eps)) / (2 * eps)
     np.testing.assert_allclose(np.diag(J["df1/da1"]), numeric, rtol=1e-6)
+
+
+def test_the_distortions_are_value_for_value_those_written_plainly_before():
+    """2.6's RandomAffine, written in place for speed, against the plain version of 5b28598
+    (tools/bench.py's RandomBefore): the same arrays, bit for bit, whatever the batch size."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    bench = import_path("bench", ROOT / "tools" / "bench.py")
+    x, _ = real("val", 1000)
+    for cfg in (P.MLP_BEST["augment"], P.CNN_BEST["augment"]):
+        now, before = P.RandomAffine(**cfg), bench.RandomBefore(**cfg)
+        rng_now, rng_before = np.random.default_rng(9), np.random.default_rng(9)
+        for start, B in ((0, 128), (128, 128), (256, 77), (333, 1)):
+            images = x[start : start + B]
+            expected = before(images, rng_before)
+            got = now(images, rng_now)
+            assert got.dtype == expected.dtype and np.array_equal(got, expected)

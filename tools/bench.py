@@ -6,6 +6,9 @@ and each kind keeps its best round (a burst of load from elsewhere hits all kind
   mlp_numpy / mlp_torch  one plain SGD epoch of the 2.4 MLP (batch 256, 50000 images):
                          Project3's numpy code against the identical network in torch
   mlp_best               one 2.6 epoch: Adam, the random affine distortions, two evaluations
+  mlp_best_before        the same with the distortions as written before (5b28598: RandomBefore)
+  distort / _before      the distortions of one 2.6 epoch alone (391 batches of 128), now and before
+  gathers                their floor: the four gathers of each batch alone, indices made already
   cnn_best / cnn_plain   one 3.4 epoch (with its evaluations) against a plain PyTorch loop of
                          the same network, optimiser, schedule and distortions
 
@@ -23,7 +26,17 @@ import numpy as np
 
 from common import P, out_dir, read_tool_file, run_tool, write_tool_file
 
-KINDS = ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best", "cnn_plain")
+KINDS = (
+    "mlp_numpy",
+    "mlp_torch",
+    "mlp_best",
+    "mlp_best_before",
+    "distort",
+    "distort_before",
+    "gathers",
+    "cnn_best",
+    "cnn_plain",
+)
 DESCRIPTION = "Speed of the trainings, side by side, each measurement in its own process."
 
 
@@ -49,7 +62,15 @@ def worker(kind, n, data_dir):
     if kind == "mlp_numpy":
         return timed(mlp_numpy_epoch, x, y)
     if kind == "mlp_best":
-        return timed(mlp_best_epoch, x, y, val)
+        return timed(mlp_best_epoch, x, y, val, P.RandomAffine)
+    if kind == "mlp_best_before":
+        return timed(mlp_best_epoch, x, y, val, RandomBefore)
+    if kind == "distort":
+        return timed(distort_epoch, x, P.RandomAffine)
+    if kind == "distort_before":
+        return timed(distort_epoch, x, RandomBefore)
+    if kind == "gathers":
+        return timed(gathers_epoch, x)
     if kind == "mlp_torch":
         return timed(mlp_torch_epoch, x, y)
     if kind == "cnn_best":
@@ -68,7 +89,49 @@ def mlp_numpy_epoch(x, y, state):
     )
 
 
-def mlp_best_epoch(x, y, val, state):
+class RandomBefore(P.RandomAffine):
+    """2.6's distortions as Project3.py wrote them before (5b28598): the same values, computed with
+    a padded copy and four index arrays per batch (tests check that both give the same arrays)."""
+
+    def __call__(self, images, rng):
+        B = len(images)
+        maps = self.maps(B, rng)
+        src = (maps.reshape(2 * B, 3) @ P.PIXEL_GRID).reshape(B, 2, 784)
+        src = np.clip(src + 14.5, 0, 28.999)
+        corner = np.floor(src)
+        wx, wy = (src - corner).transpose(1, 0, 2)
+        image_starts = np.arange(0, 900 * B, 900)[:, None]
+        i = (corner[:, 1] * 30 + corner[:, 0]).astype(np.intp) + image_starts
+        padded = np.pad(images.reshape(B, 28, 28), ((0, 0), (1, 1), (1, 1))).ravel()
+        top = padded.take(i) * (1 - wx) + padded.take(i + 1) * wx
+        bottom = padded.take(i + 30) * (1 - wx) + padded.take(i + 31) * wx
+        return top * (1 - wy) + bottom * wy
+
+
+def distort_epoch(x, distortion, state):
+    """The distortions of one 2.6 epoch alone: every image once, in batches of 128."""
+    if not state:
+        state["augment"] = distortion(**P.MLP_BEST["augment"])
+        state["rng"] = np.random.default_rng(0)
+        state["batches"] = P.batches(len(x), P.MLP_BEST["batch"], state["rng"])
+    for idx in state["batches"]:
+        state["augment"](x.take(idx, axis=0), state["rng"])
+
+
+def gathers_epoch(x, state):
+    """The floor of any gather-based bilinear distortion: per batch, the four gathers alone."""
+    if not state:
+        rng = np.random.default_rng(0)
+        state["batches"] = P.batches(len(x), P.MLP_BEST["batch"], rng)
+        state["i"] = rng.integers(0, 900 * P.MLP_BEST["batch"], (P.MLP_BEST["batch"], 784))
+    for idx in state["batches"]:
+        padded = np.zeros(900 * len(idx) + 31, x.dtype)
+        i = state["i"][: len(idx)] % (900 * len(idx))
+        for offset in (0, 1, 30, 31):
+            padded[offset:].take(i)
+
+
+def mlp_best_epoch(x, y, val, distortion, state):
     """One 2.6 epoch: Adam, the distortions and the two evaluations."""
     cfg = P.MLP_BEST
     if not state:
@@ -83,7 +146,7 @@ def mlp_best_epoch(x, y, val, state):
         batch=cfg["batch"],
         lr=cfg["lr"],
         rng=state["rng"],
-        augment=P.RandomAffine(**cfg["augment"]),
+        augment=distortion(**cfg["augment"]),
     )
     P.accuracy_and_loss(P.mlp_log_probs(net, x[: P.TRAIN_EVAL_N]), y[: P.TRAIN_EVAL_N])
     P.accuracy_and_loss(P.mlp_log_probs(net, val[0]), val[1])
@@ -207,6 +270,7 @@ def main(argv=None):
         threads=P.torch.get_num_threads(),
         numpy_over_torch=round(best["mlp_numpy"] / best["mlp_torch"], 3),
         cnn_over_plain=round(best["cnn_best"] / best["cnn_plain"], 3),
+        spread={kind: [round(min(t), 4), round(max(t), 4)] for kind, t in times.items()},
     )
     write_tool_file(out, "bench.json", {**read_tool_file(out, "bench.json"), "bench": bench})
     print(
@@ -217,7 +281,14 @@ def main(argv=None):
         f"  plain SGD epoch of the MLP: numpy {best['mlp_numpy']:.3f} s, torch "
         f"{best['mlp_torch']:.3f} s, ratio {bench['numpy_over_torch']:.2f}"
     )
-    print(f"  2.6 epoch (Adam, distortions, evaluations): {best['mlp_best']:.3f} s")
+    print(
+        f"  2.6 epoch (Adam, distortions, evaluations): {best['mlp_best']:.3f} s, before "
+        f"{best['mlp_best_before']:.3f} s"
+    )
+    print(
+        f"  2.6's distortions alone: {best['distort']:.3f} s, before {best['distort_before']:.3f} "
+        f"s; their four gathers alone (the floor): {best['gathers']:.3f} s"
+    )
     print(
         f"  3.4 epoch: Project3 {best['cnn_best']:.3f} s, plain PyTorch loop "
         f"{best['cnn_plain']:.3f} s, ratio {bench['cnn_over_plain']:.2f}"
