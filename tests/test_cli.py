@@ -249,3 +249,20 @@ def test_device_cuda_is_ignored_where_only_part_1_runs(tmp_path):
     data = make_small_data(tmp_path / "data")
     args = ["--part", "mlp", "--quick", "--device", "cuda", "--data", str(data)]
     assert P.main([*args, "--out", str(tmp_path / "out")]) == 0
+
+
+def test_2_8_measures_each_network_from_where_its_own_training_started(tmp_path):
+    """2.5 run with seed 0 and 2.6 with seed 1: 2.8 compares each W1 with its own initial one."""
+    data = make_small_data(tmp_path / "data")
+    common = ["--quick", "--data", str(data), "--out", str(tmp_path / "out")]
+    assert P.main(["--section", "2.5", "--seed", "0", *common]) == 0
+    assert P.main(["--section", "2.6", "--seed", "1", *common]) == 0
+    assert P.main(["--section", "2.8", *common]) == 0
+    results = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())
+    weights = tmp_path / "out" / "weights"
+    x = P.load_data(data)["train"][0][: P.QUICK["train_n"]]
+    inked = x.max(axis=0) > 0
+    for key, file, seed in (("mlp_spec", "mlp_spec.npz", 0), ("mlp_best", "mlp.npz", 1)):
+        change = P.MLP.load(weights / file).W1[:, inked] - P.MLP(seed=seed).W1[:, inked]
+        expected = float(np.sqrt(np.mean(change**2)))
+        assert results["mlp_templates"][key]["rms_change_inked"] == pytest.approx(expected)

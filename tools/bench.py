@@ -234,7 +234,7 @@ def measure(kind, n, data):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=DESCRIPTION)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of all kinds (default 5)")
-    parser.add_argument("--out", help="folder whose figures/results.json receives the timings")
+    parser.add_argument("--out", help="folder whose figures/bench.json receives the timings")
     parser.add_argument("--quick", action="store_true", help="1 round on 600 images: a smoke test")
     parser.add_argument("--data", help="data folder, as for Project3.py")
     parser.add_argument("--worker", choices=KINDS, help=argparse.SUPPRESS)

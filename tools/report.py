@@ -1,4 +1,5 @@
-"""report.pdf from report.tex and the numbers the runs wrote to figures/results.json.
+"""report.pdf from report.tex and the numbers the runs wrote to figures/results.json (Project3.py)
+and to figures/seeds.json, ablation.json, bench.json and stacks.json (the tools).
 
     python tools/report.py [--out DIR] [--id xyz123] [--author "Your Name"]
 
@@ -685,7 +686,7 @@ def copy_into(tmp, source):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="report.pdf from report.tex and results.json.")
-    parser.add_argument("--out", help="folder holding figures/results.json; report.pdf goes there")
+    parser.add_argument("--out", help="folder holding figures/*.json; report.pdf goes there")
     parser.add_argument("--id", help="your directory ID, remembered in tools/author.json")
     parser.add_argument("--author", help="your name, remembered in tools/author.json")
     args = parser.parse_args(argv)
