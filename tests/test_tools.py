@@ -398,3 +398,16 @@ def test_convert_weights_turns_an_old_pickle_into_the_same_arrays(tmp_path):
     back.load_state_dict({name: torch.from_numpy(arrays[name]) for name in arrays.files})
     for name, tensor in net.state_dict().items():
         assert torch.equal(tensor, back.state_dict()[name])
+
+
+def test_ablation_over_more_seeds_keeps_the_single_runs_of_the_tables(tmp_path):
+    data = make_small_data(tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["--rows", "mlp_strong", "--quick", "--data", data, "--out", out]
+    assert tool("ablation", *args).returncode == 0
+    run = tool("ablation", *args, "--seeds", "1", "2")
+    assert run.returncode == 0, run.stderr
+    recorded = json.loads((out / "figures" / "ablation.json").read_text())
+    assert set(recorded["ablation"]) == {"mlp_strong"} and recorded["ablation"]["mlp_strong"]
+    assert set(recorded["ablation_seeds"]) == {"mlp_strong/seed1", "mlp_strong/seed2"}
+    assert [row["seed"] for row in recorded["ablation_seeds"].values()] == [1, 2]

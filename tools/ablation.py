@@ -154,6 +154,14 @@ def main(argv=None):
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="600 images, 2 epochs: a smoke test")
     parser.add_argument("--rows", nargs="+", choices=[row[0] for row in ROWS], help="only these")
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0],
+        help="seeds of each row (default 0: the tables' single runs); other seeds go to the key "
+        "ablation_seeds, one entry per row and seed, for comparing means",
+    )
     args = parser.parse_args(argv)
     rows = [row for row in ROWS if args.which in ("both", row[1][:3])]
     if args.rows:
@@ -166,12 +174,12 @@ def main(argv=None):
     if args.quick:
         for split, n in (("train", P.QUICK["train_n"]), ("val", P.QUICK["val_n"])):
             data[split] = (data[split][0][:n], data[split][1][:n])
-    if args.which != "cnn":
+    if args.which != "cnn" and args.seeds == [0]:
         recorded["distortions"] = ink_on_blank_pixels(data["train"][0])
         write_tool_file(out, "ablation.json", recorded)
-    for key, group, variant, change in rows:
+    for (key, group, variant, change), seed in [(row, seed) for row in rows for seed in args.seeds]:
         start = time.perf_counter()
-        history = train(group, change, data, 0, device, args.quick)
+        history = train(group, change, data, seed, device, args.quick)
         val = history["val_acc"]
         row = {
             "group": group,
@@ -186,10 +194,15 @@ def main(argv=None):
             "device": device if group.startswith("cnn") else "cpu",
             "quick": args.quick,
         }
-        recorded["ablation"] = {**recorded.get("ablation", {}), key: row}
+        if args.seeds == [0]:
+            recorded["ablation"] = {**recorded.get("ablation", {}), key: row}
+        else:
+            runs = recorded.get("ablation_seeds", {})
+            recorded["ablation_seeds"] = {**runs, f"{key}/seed{seed}": {**row, "seed": seed}}
         write_tool_file(out, "ablation.json", recorded)  # after every row: none is lost
         print(
-            f"{key}: best val {100 * max(val):.2f} % (epoch {row['best_epoch']}/{len(val)}), "
+            f"{key} (seed {seed}): best val {100 * max(val):.2f} % "
+            f"(epoch {row['best_epoch']}/{len(val)}), "
             f"last {100 * val[-1]:.2f} %, {row['seconds']} s",
             flush=True,
         )
