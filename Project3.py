@@ -156,9 +156,10 @@ def read_arrays(path, shapes, remedy):
     return {name: array.astype(np.float32) for name, array in arrays.items()}
 
 
-def read_results(out):
-    """figures/results.json under out ({} if there is none); a damaged one is refused."""
-    path = out / "figures" / "results.json"
+def read_results(out, name="results.json"):
+    """figures/results.json under out ({} if there is none); a damaged one is refused. (The tools
+    read and write their own files in figures/ with these two.)"""
+    path = out / "figures" / name
     try:
         results = json.loads(path.read_text()) if path.exists() else {}
         if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
@@ -171,9 +172,20 @@ def read_results(out):
     return results
 
 
-def write_results(out, results):
+def write_results(out, results, name="results.json"):
     text = json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n"
-    write_whole(out / "figures" / "results.json", Path.write_text, text)
+    write_whole(out / "figures" / name, Path.write_text, text)
+
+
+def check_writable(out, subfolders):
+    """The subfolders of out exist (made if need be) and take a new file."""
+    try:
+        for folder in (out / sub for sub in subfolders):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "write-test.tmp").touch()
+            (folder / "write-test.tmp").unlink()
+    except OSError as error:
+        raise UserError(f"--out {out}: not a folder this run can write ({error}).") from None
 
 
 # ==== Data: the three splits, checked and scaled alike before anything is trained. ===============
@@ -1192,6 +1204,14 @@ def parse_args(argv=None):
     return args
 
 
+def pick_device(requested):
+    """Part 2's device: --device, else CUDA where torch finds it."""
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
 def check_before_training(args):
     """The seed, torch, the device, the data and --out, checked before the first epoch. Returns
     the data."""
@@ -1200,21 +1220,12 @@ def check_before_training(args):
     runs_part_2 = any(section[0] == "3" for section in args.sections)
     if runs_part_2 and torch is None:
         raise UserError(f"Part 2 needs PyTorch, which cannot be imported here ({TORCH_PROBLEM}).")
-    has_cuda = runs_part_2 and torch.cuda.is_available()  # asked only where Part 2 runs
-    if args.device == "cuda" and runs_part_2 and not has_cuda:
-        raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-    args.device = args.device or ("cuda" if has_cuda else "cpu")
+    args.device = pick_device(args.device) if runs_part_2 else "cpu"  # CUDA asked for Part 2 only
     data = load_data(find_data_dir(args.data))
     if len(data["train"][0]) < 3:
         n = len(data["train"][0])
         raise UserError(f"the training split holds {n} images; 2.5 and 3.3 need at least 3.")
-    try:  # figures/ and weights/ made, and a file written in each
-        for folder in (args.out / "figures", args.out / "weights"):
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "write-test.tmp").touch()
-            (folder / "write-test.tmp").unlink()
-    except OSError as error:
-        raise UserError(f"--out {args.out}: not a folder this run can write ({error}).") from None
+    check_writable(args.out, ("figures", "weights"))
     args.config = settings(args.quick)  # --quick's settings and data, here alone
     if args.quick:
         for split in ("train", "val"):

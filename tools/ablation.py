@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from common import P, out_dir, pick_device, read_tool_file, run_tool, write_tool_file
+from common import P, out_dir, pick_device, run_tool
 
 DESCRIPTION = "Variants of the 2.5-2.6 and 3.2-3.4 trainings, scored on validation only."
 
@@ -169,14 +169,14 @@ def main(argv=None):
     runs_cnn = any(group.startswith("cnn") for _, group, _, _ in rows)
     device = pick_device(args.device, needs_torch=runs_cnn)  # the CNN rows need torch
     out = out_dir(args.out, writing=True)
-    recorded = read_tool_file(out, "ablation.json")
+    recorded = P.read_results(out, "ablation.json")
     data = P.load_data(P.find_data_dir(args.data), ("train", "val"))  # validation only
     if args.quick:
         for split, n in (("train", P.QUICK["train_n"]), ("val", P.QUICK["val_n"])):
             data[split] = (data[split][0][:n], data[split][1][:n])
     if args.which != "cnn" and args.seeds == [0]:
         recorded["distortions"] = ink_on_blank_pixels(data["train"][0])
-        write_tool_file(out, "ablation.json", recorded)
+        P.write_results(out, name="ablation.json", results=recorded)
     for (key, group, variant, change), seed in [(row, seed) for row in rows for seed in args.seeds]:
         start = time.perf_counter()
         history = train(group, change, data, seed, device, args.quick)
@@ -199,7 +199,9 @@ def main(argv=None):
         else:
             runs = recorded.get("ablation_seeds", {})
             recorded["ablation_seeds"] = {**runs, f"{key}/seed{seed}": {**row, "seed": seed}}
-        write_tool_file(out, "ablation.json", recorded)  # after every row: none is lost
+        P.write_results(
+            out, name="ablation.json", results=recorded
+        )  # after every row: none is lost
         print(
             f"{key} (seed {seed}): best val {100 * max(val):.2f} % "
             f"(epoch {row['best_epoch']}/{len(val)}), "

@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from common import P, out_dir, read_tool_file, run_tool, write_tool_file
+from common import P, out_dir, run_tool
 
 KINDS = (
     "mlp_numpy",
@@ -272,7 +272,9 @@ def main(argv=None):
         cnn_over_plain=round(best["cnn_best"] / best["cnn_plain"], 3),
         spread={kind: [round(min(t), 4), round(max(t), 4)] for kind, t in times.items()},
     )
-    write_tool_file(out, "bench.json", {**read_tool_file(out, "bench.json"), "bench": bench})
+    P.write_results(
+        out, name="bench.json", results={**P.read_results(out, "bench.json"), "bench": bench}
+    )
     print(
         f"\nbest of {rounds} rounds, {n} training images, torch {bench['torch_version']} with "
         f"{bench['threads']} threads:"

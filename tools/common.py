@@ -7,7 +7,6 @@ Project3.py writes figures/results.json, and each tool its own figures/<tool>.js
 runs ever write one file and nothing needs a lock.
 """
 
-import json
 import signal
 import sys
 from pathlib import Path
@@ -42,15 +41,7 @@ def out_dir(given, writing=False):
         raise P.UserError("--out needs a folder; an empty one was given.")
     out = Path(given).resolve() if given else ROOT
     if writing:
-        for folder in (out, out / "figures"):  # report.pdf and the zip go in out
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                (folder / "write-test.tmp").touch()
-                (folder / "write-test.tmp").unlink()
-            except OSError as error:
-                raise P.UserError(
-                    f"--out {out}: not a folder this tool can write ({error})."
-                ) from None
+        P.check_writable(out, (".", "figures"))  # report.pdf and the zip go in out
     return out
 
 
@@ -60,34 +51,14 @@ def pick_device(requested, needs_torch):
         return "cpu"
     if P.torch is None:
         raise P.UserError(f"this needs PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}).")
-    has_cuda = P.torch.cuda.is_available()
-    if requested == "cuda" and not has_cuda:
-        raise P.UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-    return requested or ("cuda" if has_cuda else "cpu")
-
-
-def read_tool_file(out, name):
-    """figures/<name> under out as a dict of dicts ({} if there is none)."""
-    path = out / "figures" / name
-    try:
-        data = json.loads(path.read_text()) if path.exists() else {}
-        if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
-            raise ValueError("expected an object of objects")
-    except (OSError, ValueError) as error:
-        raise P.UserError(f"{path} is not a readable results file ({error}).") from None
-    return data
-
-
-def write_tool_file(out, name, data):
-    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False) + "\n"
-    P.write_whole(out / "figures" / name, Path.write_text, text)
+    return P.pick_device(requested)
 
 
 def all_results(out):
     """results.json with every tool's entries beside Project3's: what the report is made from."""
     results = P.read_results(out)
     for name in TOOL_FILES:
-        results.update(read_tool_file(out, name))
+        results.update(P.read_results(out, name))
     return results
 
 

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import P, out_dir, read_tool_file, run_tool, write_tool_file
+from common import P, out_dir, run_tool
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 DESCRIPTION = "The grader's run repeated with seeds 0..N-1: the report's seed spread."
@@ -70,7 +70,7 @@ def main(argv=None):
             f"--seeds must be at least 2 and --first below it, found {args.seeds} and {args.first}."
         )
     out = out_dir(args.out, writing=True)  # checked before the first seed, not after the last
-    runs, seconds = recorded_runs(read_tool_file(out, "seeds.json"), args)
+    runs, seconds = recorded_runs(P.read_results(out, "seeds.json"), args)
     P.load_data(P.find_data_dir(args.data))
     for seed in range(args.first, args.seeds):
         with tempfile.TemporaryDirectory() as scratch:
@@ -86,7 +86,9 @@ def main(argv=None):
         print(f"seed {seed}: " + ", ".join(accuracies), flush=True)
         spread = {key: value for key, value in runs.items() if value["val"]}
         entry = {"seeds": list(range(seed + 1)), "quick": args.quick, "seconds": seconds}
-        write_tool_file(out, "seeds.json", {"seeds": {**entry, **spread}})  # after every seed
+        P.write_results(
+            out, name="seeds.json", results={"seeds": {**entry, **spread}}
+        )  # after every seed
 
 
 if __name__ == "__main__":

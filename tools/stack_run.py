@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, P, out_dir, read_tool_file, run_tool, write_tool_file
+from common import ROOT, P, out_dir, run_tool
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 VERSIONS = (
@@ -33,7 +33,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="the --quick run: a smoke test")
     args = parser.parse_args(argv)
     out = out_dir(args.out, writing=True)
-    recorded = read_tool_file(out, "stacks.json")
+    recorded = P.read_results(out, "stacks.json")
     python_path = shutil.which(args.python)  # absolute, but not through the venv's symlink
     if python_path is None:
         raise P.UserError(f"--python {args.python}: no such interpreter.")
@@ -66,7 +66,7 @@ def main(argv=None):
         "test_accuracy": {key: results[key]["test_accuracy"] for key in NETWORKS},
         "val_accuracy": {key: results[key]["val_accuracy"] for key in NETWORKS},
     }
-    write_tool_file(out, "stacks.json", {**recorded, args.key: entry})
+    P.write_results(out, name="stacks.json", results={**recorded, args.key: entry})
     print(json.dumps(entry, indent=1))
 
 
