@@ -44,33 +44,6 @@ NETWORKS = {  # macro prefix: results key
     "CnnBest": "cnn_best",
 }
 CREDIT = {key: base for key, _, base in P.NETWORKS if base}  # as Project3 prints it
-T_975 = {  # the 0.975 quantile of Student's t distribution, by degrees of freedom
-    1: 12.706,
-    2: 4.303,
-    3: 3.182,
-    4: 2.776,
-    5: 2.571,
-    6: 2.447,
-    7: 2.365,
-    8: 2.306,
-    9: 2.262,
-    10: 2.228,
-    11: 2.201,
-    12: 2.179,
-    13: 2.160,
-    14: 2.145,
-    15: 2.131,
-    16: 2.120,
-    17: 2.110,
-    18: 2.101,
-    19: 2.093,
-    20: 2.086,
-    25: 2.060,
-    30: 2.042,
-    40: 2.021,
-    60: 2.000,
-    120: 1.980,
-}
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
     "^": r"\textasciicircum{}",
@@ -122,9 +95,24 @@ def mean_sd(values):
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def t_quantile(df):
-    """t(0.975, df), from the table (the next smaller tabulated df, which errs on the wide side)."""
-    return T_975[max(d for d in T_975 if d <= df)]
+def t_cdf(t, df):
+    """P(T <= t) for Student's t with df degrees of freedom (df need not be a whole number, as in
+    Welch's test): Simpson's rule on the density from 0 to t, 2000 intervals."""
+    scale = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+    x = np.linspace(0.0, abs(t), 2001)
+    density = scale * (1 + x * x / df) ** (-(df + 1) / 2)
+    area = (x[1] - x[0]) / 3 * (density[0] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
+    area += (x[1] - x[0]) / 3 * density[-1]
+    return 0.5 + math.copysign(area, t)
+
+
+def t_quantile(df, q=0.975):
+    """The q quantile of Student's t with df degrees of freedom, by bisection on t_cdf."""
+    low, high = 0.0, 100.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if t_cdf(mid, df) < q else (low, mid)
+    return (low + high) / 2
 
 
 def noise_band(values):
@@ -132,6 +120,47 @@ def noise_band(values):
     prediction interval, t(0.975, n-1) * s * sqrt(1 + 1/n)."""
     n = len(values)
     return t_quantile(n - 1) * mean_sd(values)[1] * math.sqrt(1 + 1 / n)
+
+
+def compare(variant, recipe):
+    """A variant's runs against the recipe's seed runs: (difference of the means, the 95 % band a
+    difference must clear, the two-sided p-value). One run: the prediction band of noise_band,
+    t with n-1 degrees of freedom. Several: Welch's two-sample test (no equal variances assumed),
+    t(0.975) at Welch-Satterthwaite's degrees of freedom times the standard error."""
+    mean, sd = mean_sd(recipe)
+    n = len(recipe)
+    if len(variant) == 1:
+        se, df = sd * math.sqrt(1 + 1 / n), n - 1
+        difference = variant[0] - mean
+    else:
+        k = len(variant)
+        v_mean, v_sd = mean_sd(variant)
+        a, b = sd**2 / n, v_sd**2 / k
+        se = math.sqrt(a + b)
+        df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / (k - 1))
+        difference = v_mean - mean
+    p_value = 2 * (1 - t_cdf(abs(difference) / se, df))
+    return difference, t_quantile(df) * se, p_value
+
+
+def holm(p_values, alpha=0.05):
+    """Holm's step-down correction: which of the hypotheses are rejected with a family-wise error
+    rate of alpha (the smallest p against alpha/m, the next against alpha/(m-1), ...)."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    rejected = [False] * len(p_values)
+    for rank, i in enumerate(order):
+        if p_values[i] > alpha / (len(p_values) - rank):
+            break
+        rejected[i] = True
+    return rejected
+
+
+def mcnemar_p(only_first, only_second):
+    """McNemar's exact test: two-sided binomial p-value of the images that one of two networks
+    gets right and the other wrong (the paired comparison on the same images)."""
+    n = only_first + only_second
+    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
 
 def equal_accuracy_test(matrix, simulations=200_000):
@@ -197,7 +226,7 @@ def network_macros(r, prefix, seeds):
         "Gap": f"{100 * (r['final_train_accuracy'] - r['final_val_accuracy']):.1f}",
         "MaxGap": f"{100 * max(t - v for t, v in zip(h['train_acc'], h['val_acc'])):.1f}",
         "SecondsPerEpoch": f"{r['train_seconds'] / r['epochs']:.2f}",
-        "StepsPerEpoch": str(h["step"][0]),
+        "StepsPerEpoch": str(r["steps"] // r["epochs"]),
         "FinalTrainLoss": f"{h['train_loss'][-1]:.3f}",
         "FinalValLoss": f"{h['val_loss'][-1]:.3f}",
     }
@@ -206,7 +235,7 @@ def network_macros(r, prefix, seeds):
     m.update(
         ValLossMin=f"{h['val_loss'][low]:.3f}",
         ValLossMinStep=thousands(h["step"][low]),
-        ValLossMinEpoch=str(low + 1),
+        ValLossMinEpoch=str(h["epoch"][low]),
         ValAtValLossMin=pct(val[low]),
     )
     last = val[-5:]  # how much validation accuracy moves from epoch to epoch at the end
@@ -227,7 +256,7 @@ def network_macros(r, prefix, seeds):
     fall = max(range(1, len(train)), key=lambda i: train[i - 1] - train[i], default=0)
     m.update(
         TrainDropStep=thousands(h["step"][fall]),
-        TrainDropEpoch=str(fall + 1),
+        TrainDropEpoch=str(h["epoch"][fall]),
         TrainDropFrom=pct(train[fall - 1]),
         TrainDropTo=pct(train[fall]),
     )
@@ -297,6 +326,8 @@ def confusion_macros(c, prefix):
     predicted_wrongly = C.sum(axis=0) - np.diag(C)
     spread, spread_p = even_spread_test(predicted_wrongly)
     tail = binomial_tail(first["count"], of_true_digit, 1 / 9)
+    # Any of the 90 cells reaching that count, each row with its own number of mistakes (Bonferroni)
+    any_cell = min(1.0, sum(9 * binomial_tail(first["count"], int(w), 1 / 9) for w in wrong))
     repeated = [t for t in top if t["count"] > 1]
     m = {
         "PerClass": " & ".join(pct(a, 1) for a in per_class),
@@ -310,7 +341,7 @@ def confusion_macros(c, prefix):
         "TopCount": str(first["count"]),
         "TopOfTrue": str(of_true_digit),
         "TopTail": tex_number(float(f"{tail:.0e}")),
-        "TopTailCorrected": tex_number(float(f"{min(1.0, 90 * tail):.0e}")),  # any of 90 cells
+        "TopTailCorrected": tex_number(float(f"{any_cell:.0e}")),
         "TopShare": str(sum(t["count"] for t in top[:6])),
         "TopConfusions": ", ".join(arrow(t) for t in top[:6]),
         "RepeatedConfusions": ", ".join(arrow(t) for t in repeated),
@@ -364,36 +395,37 @@ def versions_macros(v):
     }
 
 
-def oldest_stack_macros(o, seeds):
-    """The grader's run on the oldest supported stack (Python 3.8, numpy 1.19, torch 1.7)."""
+def stack_macros(o, seeds, prefix):
+    """The grader's run on another stack (tools/stack_run.py): the oldest supported versions
+    (prefix Old) or the newest releases (New), set against the pinned stack's seed runs."""
     m = {
-        "OldSeconds": f"{o['seconds']:.0f}",
-        "OldMinutes": f"{o['seconds'] / 60:.1f}",
-        "OldPython": o["python"],
-        "OldNumpy": o["numpy"],
-        "OldMatplotlib": o["matplotlib"],
-        "OldTorch": o["torch"],
+        "Seconds": f"{o['seconds']:.0f}",
+        "Minutes": f"{o['seconds'] / 60:.1f}",
+        "Python": o["python"],
+        "Numpy": o["numpy"],
+        "Matplotlib": o["matplotlib"],
+        "Torch": o["torch"].split("+")[0],
     }
     identical = []
     within = []
     outside = []
-    for prefix, key in NETWORKS.items():
+    for network, key in NETWORKS.items():
         if (
             key not in o["test_accuracy"]
             or key not in seeds
-            or not prefix.endswith(("Spec", "Best"))
+            or not network.endswith(("Spec", "Best"))
         ):
             continue
         old = o["test_accuracy"][key]
-        m[f"Old{prefix}Test"] = pct(old)
-        m[f"Old{prefix}Val"] = pct(o["val_accuracy"][key])
+        m[f"{network}Test"] = pct(old)
+        m[f"{network}Val"] = pct(o["val_accuracy"][key])
         runs = seeds[key]["test"]
         if old == runs[0]:  # seed 0 on the pinned stack
-            identical.append(prefix)
+            identical.append(network)
         elif abs(old - mean_sd(runs)[0]) <= noise_band(runs):
-            within.append(prefix)
+            within.append(network)
         else:
-            outside.append(prefix)
+            outside.append(network)
     names = {"MlpSpec": "MLP of 2.5", "MlpBest": "MLP of 2.6", "CnnSpec": "CNN of 3.2"}
     names["CnnBest"] = "CNN of 3.4"
     parts = []
@@ -405,27 +437,85 @@ def oldest_stack_macros(o, seeds):
         if group:
             parts.append(f"{words} for " + " and ".join(f"the {names[g]}" for g in group))
     if parts:
-        m["OldVerdict"] = "; ".join(parts)
-    return m
+        m["Verdict"] = "; ".join(parts)
+    return {prefix + name: value for name, value in m.items()}
 
 
-def ablation_macros(row, key, seeds):
+def ablation_comparisons(results, seeds):
+    """Every variant of the ablation tables against the seed runs of its recipe (compare): its
+    runs (seed 0 in "ablation", more seeds in "ablation_seeds"; the recipe before a change in
+    "seeds_previous"), the difference, its band and p-value, the verdict, and Holm's correction
+    over all of them (the tables' family of comparisons)."""
+    runs = {}
+    for key, row in results.get("ablation", {}).items():
+        more = [r for k, r in results.get("ablation_seeds", {}).items() if k.startswith(key + "/")]
+        runs[key] = {"variant": row["variant"], "group": row["group"], "rows": [row, *more]}
+    previous = results.get("seeds_previous", {})
+    for group, recorded in previous.items():
+        if isinstance(recorded, dict) and recorded.get("val") != seeds.get(group, {}).get("val"):
+            rows = [
+                {"best_val_accuracy": v, "final_val_accuracy": v, "best_epoch": e}
+                for v, e in zip(recorded["val"], recorded["best_epoch"])
+            ]
+            runs[f"{group}_previous"] = {"variant": previous["note"], "group": group, "rows": rows}
+    comparisons = {}
+    for key, c in runs.items():
+        if c["group"] not in seeds:
+            continue
+        values = [row[compared_statistic(c["group"])] for row in c["rows"]]
+        difference, band, p_value = compare(values, seeds[c["group"]]["val"])
+        one_image = 1 / c["rows"][0].get("val_n", 5000)
+        verdict = (
+            "beyond the noise"
+            if abs(difference) > band + one_image
+            else "within the noise"
+            if abs(difference) < band - one_image
+            else "at the edge of the noise"
+        )
+        comparisons[key] = {**c, "difference": difference, "band": band, "p": p_value}
+        comparisons[key]["verdict"] = verdict
+    for c, rejected in zip(comparisons.values(), holm([c["p"] for c in comparisons.values()])):
+        c["holm"] = rejected
+    return comparisons
+
+
+def ablation_macros(c, key):
     name = "Abl" + key.replace("_", " ").title().replace(" ", "")
+    rows = c["rows"]
+    row = rows[0]
+    best = [r["best_val_accuracy"] for r in rows]
     m = {
-        "Best": pct(row["best_val_accuracy"]),
+        "Best": pct(sum(best) / len(best)),
         "BestEpoch": str(row["best_epoch"]),
-        "Last": pct(row["final_val_accuracy"]),
-        "Epochs": str(row["epochs"]),
-        "LastTrain": pct(row["final_train_accuracy"]),
-        "LastGap": f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}",
+        "BestEpochs": f"{min(r['best_epoch'] for r in rows)}--{max(r['best_epoch'] for r in rows)}",
+        "Seeds": str(len(rows)),
+        "Diff": signed(100 * c["difference"]),
+        "Noise": pct(c["band"], 3),
+        "P": p_text(c["p"]),
+        "Verdict": c["verdict"],
+        "Holm": "a finding after Holm's correction" if c["holm"] else "not after Holm's correction",
     }
-    if row["group"] in seeds:  # against the seed runs' mean, as in the ablation tables
-        runs = seeds[row["group"]]["val"]
-        difference = row[compared_statistic(row["group"])] - mean_sd(runs)[0]
-        m["Diff"] = signed(100 * difference)
-        beyond = abs(difference) > noise_band(runs)
-        m["Verdict"] = "beyond the noise" if beyond else "within the noise"
+    if "epochs" in row:  # a row of the ablation tool (the previous recipe has its seeds only)
+        m.update(Last=pct(row["final_val_accuracy"]), Epochs=str(row["epochs"]))
+        m.update(LastTrain=pct(row["final_train_accuracy"]))
+        m["LastGap"] = f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}"
+    if len(rows) > 1:
+        m["BestSd"] = pct(mean_sd(best)[1])
     return {name + k: v for k, v in m.items()}
+
+
+def family_macros(comparisons):
+    """The ablation tables as one family of comparisons: how many, how many false findings chance
+    alone would give at 5 % each, and which findings hold after Holm's correction."""
+    m = len(comparisons)
+    kept = [c["variant"] for c in comparisons.values() if c["holm"]]
+    return {
+        "AblComparisons": str(m),
+        "AblExpectedFalse": f"{0.05 * m:.1f}",
+        "AblHolmN": str(len(kept)),
+        "AblBeyondN": str(sum(c["verdict"] == "beyond the noise" for c in comparisons.values())),
+        "AblEdgeN": str(sum(c["verdict"].startswith("at the edge") for c in comparisons.values())),
+    }
 
 
 def compared_statistic(group):
@@ -448,37 +538,46 @@ def bench_macros(b):
 # ---- Tables ------------------------------------------------------------------------------------
 
 
-def ablation_table(rows, group, seeds, epochs):
-    """Variants of one training against its seed runs, with the noise a difference must clear:
-    the 95 % prediction band of one run about the mean of the seed runs (noise_band)."""
-    stat = compared_statistic(group)
+def ablation_table(comparisons, group, seeds, epochs):
+    """Variants of one training against its seed runs: the difference of the means, marked when
+    it lies inside the noise (or within one validation image of its edge), and its p-value,
+    starred when it is a finding after Holm's correction over all the tables' comparisons."""
     lines = [
-        r"\begin{tabular}{lrrrr}",
+        r"\begin{tabular*}{\linewidth}{@{\extracolsep{\fill}}lrrrrr@{}}",
         r"\toprule",
-        r"training & epochs & best (epoch) & last & difference (points) \\",
+        r"training & epochs & best (epoch) & last & difference (points) & $p$ \\",
         r"\midrule",
     ]
-    runs = seeds.get(group)
-    if runs:
-        mean, sd = mean_sd(runs["val"])
-        noise = noise_band(runs["val"])
-        name = "chosen recipe" if group.endswith("best") else "as specified"
-        spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
-        best, last = (spread, "") if group.endswith("best") else ("", spread)
+    runs = seeds[group]
+    mean, sd = mean_sd(runs["val"])
+    name = "chosen recipe" if group.endswith("best") else "as specified"
+    spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
+    best, last = (spread, "") if group.endswith("best") else ("", spread)
+    lines.append(
+        f"{name}, {len(runs['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & & \\\\"
+    )
+    marks = {"within the noise": " (within noise)", "at the edge of the noise": " (at the edge)"}
+    for c in comparisons:
+        rows = c["rows"]
+        best = [r["best_val_accuracy"] for r in rows]
+        epoch_range = sorted({r["best_epoch"] for r in rows})
+        if len(rows) == 1:
+            best_text = f"{pct(best[0])} ({rows[0]['best_epoch']})"
+        else:
+            epoch_text = f"{epoch_range[0]}--{epoch_range[-1]}"
+            best_text = (
+                f"{pct(sum(best) / len(best))} $\\pm$ {pct(mean_sd(best)[1])} ({epoch_text})"
+            )
+        lasts = [r["final_val_accuracy"] for r in rows if "epochs" in r]  # tool rows only
+        last_text = pct(sum(lasts) / len(lasts)) if lasts else ""
+        seeds_text = f", {len(rows)} seeds" if len(rows) > 1 else ""
+        diff = signed(100 * c["difference"]) + marks.get(c["verdict"], "")
+        star = "$^*$" if c["holm"] else ""
         lines.append(
-            f"{name}, {len(runs['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & "
-            f"noise: $\\pm${pct(noise, 3)} \\\\"
+            f"{c['variant']}{seeds_text} & {rows[0].get('epochs', '')} & {best_text} & "
+            f"{last_text} & {diff} & {p_text(c['p'])}{star} \\\\"
         )
-    for row in rows:
-        diff = ""
-        if runs:
-            d = 100 * (row[stat] - mean)
-            diff = signed(d) + ("" if abs(d) > 100 * noise else " (within noise)")
-        lines.append(
-            f"{row['variant']} & {row['epochs']} & {pct(row['best_val_accuracy'])} "
-            f"({row['best_epoch']}) & {pct(row['final_val_accuracy'])} & {diff} \\\\"
-        )
-    return "\n".join([*lines, r"\bottomrule", r"\end{tabular}"]) + "\n"
+    return "\n".join([*lines, r"\bottomrule", r"\end{tabular*}"]) + "\n"
 
 
 def dims(shape):
@@ -557,23 +656,40 @@ def generate(results, author):
         m["CnnParams"] = thousands(results["cnn_architecture"].get("total_params", 0))
     if results.get("seconds"):
         m.update(from_entry(results, "seconds", seconds_macros))
-    if "oldest_stack" in results:
-        m.update(from_entry(results, "oldest_stack", oldest_stack_macros, seeds))
+    for prefix, key in (("Old", "oldest_stack"), ("New", "newest_stack")):
+        if key in results:
+            m.update(from_entry(results, key, stack_macros, seeds, prefix))
     if "versions" in results:
         m.update(from_entry(results, "versions", versions_macros))
-    for key in results.get("ablation", {}):
-        m.update(from_entry(results["ablation"], key, ablation_macros, key, seeds))
+    comparisons = from_entry({"ablation": results}, "ablation", ablation_comparisons, seeds)
+    for key, c in comparisons.items():
+        m.update(ablation_macros(c, key))
+    if comparisons:
+        m.update(family_macros(comparisons))
+    if "mlp_small_paired" in results:
+        m.update(from_entry(results, "mlp_small_paired", paired_macros))
     if "bench" in results:
         m.update(from_entry(results, "bench", bench_macros))
     tables = {}
     if "cnn_architecture" in results:
         tables["cnn_table.tex"] = from_entry(results, "cnn_architecture", cnn_table)
     for group in ("mlp_best", "mlp_spec", "cnn_best", "cnn_spec"):
-        rows = [row for row in results.get("ablation", {}).values() if row.get("group") == group]
+        rows = [c for c in comparisons.values() if c["group"] == group]
         if rows:
             epochs = results.get(group, {}).get("epochs", "")
             tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds, epochs)
     return m, tables
+
+
+def paired_macros(paired):
+    """2.5: the 2000-image run's validation answers at its lowest validation loss and at its end,
+    compared image by image (McNemar)."""
+    first_only, last_only = paired["right_first_only"], paired["right_last_only"]
+    return {
+        "MlpSmallPairedFirstOnly": str(first_only),
+        "MlpSmallPairedLastOnly": str(last_only),
+        "MlpSmallPairedP": p_text(mcnemar_p(first_only, last_only)),
+    }
 
 
 def mlp_at_cnn_steps(small, cnn_small):

@@ -7,6 +7,8 @@ report's "mean +- standard deviation" numbers come from here (figures/seeds.json
 
 --first K runs seeds K..N-1 only and adds them to the seeds 0..K-1 already recorded, so that more
 seeds cost only their own runs (the runs are deterministic: seed k gives the same numbers again).
+--keep-previous NOTE, when a recipe has changed, keeps the record being replaced (key
+"seeds_previous", with NOTE saying what it was), so that the report compares the two recipes.
 """
 
 import argparse
@@ -28,6 +30,7 @@ def parse_args(argv):
     parser.add_argument("--data", help="data folder, as for Project3.py")
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="--quick runs: a smoke test")
+    parser.add_argument("--keep-previous", metavar="NOTE", help="keep the replaced record")
     return parser.parse_args(argv)
 
 
@@ -70,7 +73,14 @@ def main(argv=None):
             f"--seeds must be at least 2 and --first below it, found {args.seeds} and {args.first}."
         )
     out = out_dir(args.out, writing=True)  # checked before the first seed, not after the last
-    runs, seconds = recorded_runs(P.read_results(out, "seeds.json"), args)
+    recorded = P.read_results(out, "seeds.json")
+    if args.keep_previous:
+        if "seeds" not in recorded or args.first:
+            raise P.UserError(
+                "--keep-previous keeps a whole record: it needs one in seeds.json, and no --first."
+            )
+        recorded["seeds_previous"] = {**recorded.pop("seeds"), "note": args.keep_previous}
+    runs, seconds = recorded_runs(recorded, args)
     P.load_data(P.find_data_dir(args.data))
     for seed in range(args.first, args.seeds):
         with tempfile.TemporaryDirectory() as scratch:
@@ -86,9 +96,8 @@ def main(argv=None):
         print(f"seed {seed}: " + ", ".join(accuracies), flush=True)
         spread = {key: value for key, value in runs.items() if value["val"]}
         entry = {"seeds": list(range(seed + 1)), "quick": args.quick, "seconds": seconds}
-        P.write_results(
-            out, name="seeds.json", results={"seeds": {**entry, **spread}}
-        )  # after every seed
+        recorded["seeds"] = {**entry, **spread}
+        P.write_results(out, name="seeds.json", results=recorded)  # after every seed
 
 
 if __name__ == "__main__":
