@@ -1119,7 +1119,7 @@ def train_cnn_best(cfg, data, *, seed, device):
         optimizer=optimizer,
         loss_fn=smoothed_cross_entropy(cfg["label_smoothing"]),
         scheduler=scheduler,
-        augment=RandomAffineTorch(**cfg["augment"]),
+        augment=RandomAffineTorch(**cfg["augment"]) if cfg["augment"] else None,
     )
     net.load_state_dict(best["state"])  # the weights of the best epoch on validation
     return net, history, best

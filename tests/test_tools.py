@@ -37,8 +37,11 @@ SECTIONS = [
     "3.2 Training",
     "3.3 Over-fitting?",
     "3.4 How well does it work?",
+    "Repeatability, versions, and where the numbers come from",
+    "Credits",
     "References",
-    "Credits and collaboration",
+    "Appendix A: the code and the commands",
+    "Collaborators",
     "For the grader.",
 ]
 FIGURES = [
@@ -227,11 +230,35 @@ def test_a_zero_where_a_count_belongs_is_one_sentence(tmp_path, capsys):
 
 
 def test_the_noise_band_uses_students_t_for_the_number_of_seeds():
-    assert report.t_quantile(4) == 2.776 and report.t_quantile(9) == 2.262
-    assert report.t_quantile(35) == report.T_975[30]  # between rows: the wider one
+    for df, quantile in ((1, 12.706), (4, 2.776), (9, 2.262), (30, 2.042), (120, 1.980)):
+        assert report.t_quantile(df) == pytest.approx(quantile, abs=1e-3)  # the printed tables
+    assert report.t_cdf(-2.262, 9) == pytest.approx(0.025, abs=1e-4)
     values = [0.9810, 0.9826, 0.9830, 0.9838, 0.9858]
     sd = report.mean_sd(values)[1]
-    assert report.noise_band(values) == pytest.approx(2.776 * sd * math.sqrt(1.2))
+    assert report.noise_band(values) == pytest.approx(2.776 * sd * math.sqrt(1.2), rel=1e-3)
+
+
+def test_a_single_run_and_several_are_compared_with_the_right_t():
+    recipe = [0.9810, 0.9826, 0.9830, 0.9838, 0.9858]
+    mean, sd = report.mean_sd(recipe)
+    difference, band, p_value = report.compare([mean + report.noise_band(recipe)], recipe)
+    assert band == pytest.approx(report.noise_band(recipe)) and p_value == pytest.approx(0.05)
+    variant = [0.9790, 0.9800, 0.9804, 0.9812, 0.9830]  # Welch against a textbook computation
+    a, b = sd**2 / 5, report.mean_sd(variant)[1] ** 2 / 5
+    df = (a + b) ** 2 / (a**2 / 4 + b**2 / 4)
+    difference, band, p_value = report.compare(variant, recipe)
+    assert difference == pytest.approx(sum(variant) / 5 - mean)
+    assert band == pytest.approx(report.t_quantile(df) * math.sqrt(a + b))
+    assert p_value == pytest.approx(2 * (1 - report.t_cdf(abs(difference) / math.sqrt(a + b), df)))
+    assert 4 < df < 8 and p_value < 0.05
+
+
+def test_holm_rejects_step_by_step_and_mcnemar_is_the_exact_binomial():
+    assert report.holm([0.01, 0.04, 0.03, 0.005]) == [True, False, False, True]
+    assert report.holm([0.001, 0.011, 0.02, 0.04]) == [True, True, True, True]
+    assert report.holm([0.03, 0.03]) == [False, False]  # 0.03 > 0.05 / 2: it stops there
+    assert report.mcnemar_p(1, 9) == pytest.approx(2 * 11 / 1024)
+    assert report.mcnemar_p(5, 5) == 1.0 and report.mcnemar_p(0, 0) == 1.0
 
 
 def chi_squared_tail(x, df=9, steps=200_000):
@@ -339,6 +366,38 @@ def test_ablation_rows_use_validation_only(tmp_path):
         assert row["epochs"] == P.QUICK["epochs"] and 0 <= row["best_val_accuracy"] <= 1
 
 
+def test_every_cnn_row_of_the_ablation_runs(tmp_path):
+    if P.torch is None:
+        pytest.skip("the CNN rows need torch")
+    data = make_small_data(tmp_path / "data")
+    run = tool("ablation", "--which", "cnn", "--quick", "--data", data, "--out", tmp_path / "out")
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "out" / "figures" / "ablation.json").read_text())["ablation"]
+    ablation = import_path("ablation", TOOLS / "ablation.py")
+    assert {key for key, group, _, _ in ablation.ROWS if group.startswith("cnn")} == set(rows)
+
+
+def test_the_paired_counts_of_2_5_repeat_the_graders_small_run(quick_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run[0] / "quick" / "figures", out / "figures")
+    args = ["--which", "mlp", "--rows", "mlp_shifts", "--quick", "--out", out]
+    run = tool("ablation", *args, "--data", quick_run[0] / "Project3_Data")
+    assert run.returncode == 0, run.stderr
+    paired = json.loads((out / "figures" / "ablation.json").read_text())["mlp_small_paired"]
+    small = json.loads((out / "figures" / "results.json").read_text())["mlp_spec_2000"]
+    assert paired["epochs"][-1] == small["epochs"] and paired["val_n"] > 0
+    both = paired["right_both"]
+    counts = both + paired["right_first_only"], both + paired["right_last_only"]
+    history = small["history"]
+    at = [history["val_acc"][history["epoch"].index(e)] for e in paired["epochs"]]
+    assert [round(c / paired["val_n"], 5) for c in counts] == at
+    results = json.loads((out / "figures" / "results.json").read_text())
+    results["mlp_spec_2000"]["history"]["val_acc"][-1] += 0.1  # not this code's run
+    (out / "figures" / "results.json").write_text(json.dumps(results))
+    run = tool("ablation", *args, "--data", quick_run[0] / "Project3_Data")
+    assert run.returncode == 2 and "does not give results.json's validation" in run.stderr
+
+
 def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     data = make_small_data(tmp_path / "data")
     env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
@@ -349,6 +408,12 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     seeds = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())["seeds"]
     assert seeds["seeds"] == [0, 1] and len(seeds["mlp_best"]["test"]) == 2
     assert "cnn_best" not in seeds
+    args = ["--seeds", "2", "--quick", "--data", data, "--out", tmp_path / "out"]
+    run = tool("seeds", *args, "--keep-previous", "the recipe before", env=env)
+    assert run.returncode == 0, run.stderr
+    recorded = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())
+    assert recorded["seeds_previous"] == {**seeds, "note": "the recipe before"}
+    assert recorded["seeds"] == seeds  # the runs repeat exactly
 
 
 def test_a_tool_stopped_by_sigterm_says_so_in_one_line_and_leaves_no_temporary(tmp_path):

@@ -204,6 +204,12 @@ def p_text(p_value):
     )
 
 
+def p_relation(p_value):
+    """For "$p\\R{...}$" in the text: "=0.34", or "<0.001" (never "=<0.001")."""
+    text = p_text(p_value)
+    return text if text.startswith("<") else "=" + text
+
+
 def binomial_tail(k, n, p):
     """P(X >= k) for X ~ Binomial(n, p)."""
     return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
@@ -335,7 +341,7 @@ def confusion_macros(c, prefix):
         "AccMin": pct(min(per_class), 1),
         "AccMax": pct(max(per_class), 1),
         "ChiSquared": f"{statistic:.1f}",
-        "ChiP": p_text(p_value),
+        "ChiP": p_relation(p_value),
         "TopTrue": str(first["true"]),
         "TopPredicted": str(first["predicted"]),
         "TopCount": str(first["count"]),
@@ -351,7 +357,7 @@ def confusion_macros(c, prefix):
         "LeastPredicted": str(int(np.argmin(predicted_wrongly))),
         "LeastPredictedCount": str(int(predicted_wrongly.min())),
         "PredictedChiSquared": f"{spread:.1f}",
-        "PredictedChiP": p_text(spread_p),
+        "PredictedChiP": p_relation(spread_p),
     }
     if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
         sixth = top[5]["count"]
@@ -491,7 +497,7 @@ def ablation_macros(c, key):
         "Seeds": str(len(rows)),
         "Diff": signed(100 * c["difference"]),
         "Noise": pct(c["band"], 3),
-        "P": p_text(c["p"]),
+        "P": p_relation(c["p"]),
         "Verdict": c["verdict"],
         "Holm": "a finding after Holm's correction" if c["holm"] else "not after Holm's correction",
     }
@@ -543,9 +549,10 @@ def ablation_table(comparisons, group, seeds, epochs):
     it lies inside the noise (or within one validation image of its edge), and its p-value,
     starred when it is a finding after Holm's correction over all the tables' comparisons."""
     lines = [
-        r"\begin{tabular*}{\linewidth}{@{\extracolsep{\fill}}lrrrrr@{}}",
+        r"\begin{tabular*}{\linewidth}{@{\extracolsep{\fill}}"
+        r">{\raggedright\arraybackslash}p{0.29\linewidth}rrrrrr@{}}",
         r"\toprule",
-        r"training & epochs & best (epoch) & last & difference (points) & $p$ \\",
+        r"training & seeds & epochs & best (epoch) & last & difference & $p$ \\",
         r"\midrule",
     ]
     runs = seeds[group]
@@ -554,7 +561,7 @@ def ablation_table(comparisons, group, seeds, epochs):
     spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
     best, last = (spread, "") if group.endswith("best") else ("", spread)
     lines.append(
-        f"{name}, {len(runs['val'])} seeds (mean $\\pm$ sd) & {epochs} & {best} & {last} & & \\\\"
+        f"{name} (mean $\\pm$ sd) & {len(runs['val'])} & {epochs} & {best} & {last} & & \\\\"
     )
     marks = {"within the noise": " (within noise)", "at the edge of the noise": " (at the edge)"}
     for c in comparisons:
@@ -570,12 +577,11 @@ def ablation_table(comparisons, group, seeds, epochs):
             )
         lasts = [r["final_val_accuracy"] for r in rows if "epochs" in r]  # tool rows only
         last_text = pct(sum(lasts) / len(lasts)) if lasts else ""
-        seeds_text = f", {len(rows)} seeds" if len(rows) > 1 else ""
         diff = signed(100 * c["difference"]) + marks.get(c["verdict"], "")
         star = "$^*$" if c["holm"] else ""
         lines.append(
-            f"{c['variant']}{seeds_text} & {rows[0].get('epochs', '')} & {best_text} & "
-            f"{last_text} & {diff} & {p_text(c['p'])}{star} \\\\"
+            f"{c['variant']} & {len(rows)} & {rows[0].get('epochs', '')} & {best_text} & "
+            f"{last_text} & {diff} & ${p_text(c['p'])}${star} \\\\"
         )
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular*}"]) + "\n"
 
@@ -688,7 +694,7 @@ def paired_macros(paired):
     return {
         "MlpSmallPairedFirstOnly": str(first_only),
         "MlpSmallPairedLastOnly": str(last_only),
-        "MlpSmallPairedP": p_text(mcnemar_p(first_only, last_only)),
+        "MlpSmallPairedP": p_relation(mcnemar_p(first_only, last_only)),
     }
 
 
