@@ -414,6 +414,12 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     recorded = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())
     assert recorded["seeds_previous"] == {**seeds, "note": "the recipe before"}
     assert recorded["seeds"] == seeds  # the runs repeat exactly
+    run = tool("seeds", *args, "--section", "2.6", env=env)
+    assert run.returncode == 0, run.stderr
+    again = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())["seeds"]
+    assert again == {key: value for key, value in seeds.items() if key != "seconds"}
+    run = tool("seeds", "--seeds", "3", "--quick", "--out", tmp_path / "out", "--section", "2.6")
+    assert run.returncode == 2 and "records seeds [0, 1]" in run.stderr
 
 
 def test_a_tool_stopped_by_sigterm_says_so_in_one_line_and_leaves_no_temporary(tmp_path):

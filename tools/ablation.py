@@ -89,6 +89,7 @@ def train(group, change, data, seed, device, quick):
             tag=group,
             lr_final=None if sgd else cfg["lr_final"],
             augment=P.RandomAffine(**cfg["augment"]) if cfg["augment"] else None,
+            train_eval_n=P.TRAIN_EVAL_N,
         )
         return history
     if group == "cnn_best" and change.get("sgd"):  # 3.2's training, with 3.4's distortions
@@ -105,6 +106,7 @@ def train(group, change, data, seed, device, quick):
             seed=seed,
             tag=group,
             augment=P.RandomAffineTorch(**cfg["augment"]),
+            train_eval_n=P.TRAIN_EVAL_N,
         )
         return history
     if group == "cnn_best":

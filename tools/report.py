@@ -323,7 +323,7 @@ def seed_macros(runs):
 
 def confusion_macros(c, prefix):
     C = np.array(c["matrix"])
-    per_class = c["per_class_accuracy"]
+    per_class = list(np.diag(C) / C.sum(axis=1))  # from the counts: results.json rounds them
     wrong = C.sum(axis=1) - np.diag(C)
     statistic, p_value = equal_accuracy_test(C)
     top = c["top_confusions"]
@@ -346,8 +346,8 @@ def confusion_macros(c, prefix):
         "TopPredicted": str(first["predicted"]),
         "TopCount": str(first["count"]),
         "TopOfTrue": str(of_true_digit),
-        "TopTail": tex_number(float(f"{tail:.0e}")),
-        "TopTailCorrected": tex_number(float(f"{any_cell:.0e}")),
+        "TopTail": tex_number(float(f"{tail:.1e}")),
+        "TopTailCorrected": tex_number(float(f"{any_cell:.1e}")),
         "TopShare": str(sum(t["count"] for t in top[:6])),
         "TopConfusions": ", ".join(arrow(t) for t in top[:6]),
         "RepeatedConfusions": ", ".join(arrow(t) for t in repeated),
@@ -544,45 +544,45 @@ def bench_macros(b):
 # ---- Tables ------------------------------------------------------------------------------------
 
 
-def ablation_table(comparisons, group, seeds, epochs):
-    """Variants of one training against its seed runs: the difference of the means, marked when
-    it lies inside the noise (or within one validation image of its edge), and its p-value,
-    starred when it is a finding after Holm's correction over all the tables' comparisons."""
+def ablation_table(groups, seeds):
+    """One network's variants, a block per training it varies (groups: [(group, comparisons,
+    epochs)]), each against its seed runs: the difference of the means, marked when it lies inside
+    the noise (or within one validation image of its edge), and its p-value, starred when it is a
+    finding after Holm's correction over all the tables' comparisons."""
     lines = [
         r"\begin{tabular*}{\linewidth}{@{\extracolsep{\fill}}"
         r">{\raggedright\arraybackslash}p{0.29\linewidth}rrrrrr@{}}",
         r"\toprule",
         r"training & seeds & epochs & best (epoch) & last & difference & $p$ \\",
-        r"\midrule",
     ]
-    runs = seeds[group]
-    mean, sd = mean_sd(runs["val"])
-    name = "chosen recipe" if group.endswith("best") else "as specified"
-    spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
-    best, last = (spread, "") if group.endswith("best") else ("", spread)
-    lines.append(
-        f"{name} (mean $\\pm$ sd) & {len(runs['val'])} & {epochs} & {best} & {last} & & \\\\"
-    )
     marks = {"within the noise": " (within noise)", "at the edge of the noise": " (at the edge)"}
-    for c in comparisons:
-        rows = c["rows"]
-        best = [r["best_val_accuracy"] for r in rows]
-        epoch_range = sorted({r["best_epoch"] for r in rows})
-        if len(rows) == 1:
-            best_text = f"{pct(best[0])} ({rows[0]['best_epoch']})"
-        else:
-            epoch_text = f"{epoch_range[0]}--{epoch_range[-1]}"
-            best_text = (
-                f"{pct(sum(best) / len(best))} $\\pm$ {pct(mean_sd(best)[1])} ({epoch_text})"
-            )
-        lasts = [r["final_val_accuracy"] for r in rows if "epochs" in r]  # tool rows only
-        last_text = pct(sum(lasts) / len(lasts)) if lasts else ""
-        diff = signed(100 * c["difference"]) + marks.get(c["verdict"], "")
-        star = "$^*$" if c["holm"] else ""
+    for group, comparisons, epochs in groups:
+        runs = seeds[group]
+        mean, sd = mean_sd(runs["val"])
+        name = "chosen recipe" if group.endswith("best") else "as specified"
+        spread = f"{pct(mean)} $\\pm$ {pct(sd)}"
+        best, last = (spread, "") if group.endswith("best") else ("", spread)
+        lines.append(r"\midrule")
         lines.append(
-            f"{c['variant']} & {len(rows)} & {rows[0].get('epochs', '')} & {best_text} & "
-            f"{last_text} & {diff} & ${p_text(c['p'])}${star} \\\\"
+            f"{name} (mean $\\pm$ sd) & {len(runs['val'])} & {epochs} & {best} & {last} & & \\\\"
         )
+        for c in comparisons:
+            rows = c["rows"]
+            best = [r["best_val_accuracy"] for r in rows]
+            epoch_range = sorted({r["best_epoch"] for r in rows})
+            if len(rows) == 1:
+                best_text = f"{pct(best[0])} ({rows[0]['best_epoch']})"
+            else:
+                spread = f"{pct(sum(best) / len(best))} $\\pm$ {pct(mean_sd(best)[1])}"
+                best_text = f"{spread} ({epoch_range[0]}--{epoch_range[-1]})"
+            lasts = [r["final_val_accuracy"] for r in rows if "epochs" in r]  # tool rows only
+            last_text = pct(sum(lasts) / len(lasts)) if lasts else ""
+            diff = signed(100 * c["difference"]) + marks.get(c["verdict"], "")
+            star = "$^*$" if c["holm"] else ""
+            lines.append(
+                f"{c['variant']} & {len(rows)} & {rows[0].get('epochs', '')} & {best_text} & "
+                f"{last_text} & {diff} & ${p_text(c['p'])}${star} \\\\"
+            )
     return "\n".join([*lines, r"\bottomrule", r"\end{tabular*}"]) + "\n"
 
 
@@ -662,6 +662,7 @@ def generate(results, author):
         m["CnnParams"] = thousands(results["cnn_architecture"].get("total_params", 0))
     if results.get("seconds"):
         m.update(from_entry(results, "seconds", seconds_macros))
+        m.update(from_entry({"all": results}, "all", run_time_macros))
     for prefix, key in (("Old", "oldest_stack"), ("New", "newest_stack")):
         if key in results:
             m.update(from_entry(results, key, stack_macros, seeds, prefix))
@@ -679,11 +680,14 @@ def generate(results, author):
     tables = {}
     if "cnn_architecture" in results:
         tables["cnn_table.tex"] = from_entry(results, "cnn_architecture", cnn_table)
-    for group in ("mlp_best", "mlp_spec", "cnn_best", "cnn_spec"):
-        rows = [c for c in comparisons.values() if c["group"] == group]
-        if rows:
-            epochs = results.get(group, {}).get("epochs", "")
-            tables[f"ablation_{group}.tex"] = ablation_table(rows, group, seeds, epochs)
+    for network in ("mlp", "cnn"):
+        groups = []
+        for group in (f"{network}_best", f"{network}_spec"):
+            rows = [c for c in comparisons.values() if c["group"] == group]
+            if rows:
+                groups.append((group, rows, results.get(group, {}).get("epochs", "")))
+        if groups:
+            tables[f"ablation_{network}.tex"] = ablation_table(groups, seeds)
     return m, tables
 
 
@@ -708,11 +712,20 @@ def mlp_at_cnn_steps(small, cnn_small):
 
 
 def last_seed(s):
-    m = {"SeedLast": str(s["seeds"][-1]), "SeedCount": str(len(s["seeds"]))}
-    if not s.get("quick") and s.get("seconds"):
-        low, high = min(s["seconds"]) / 60, max(s["seconds"]) / 60
-        m.update(SeedMinutesLow=f"{low:.1f}", SeedMinutesHigh=f"{high:.1f}")
-    return m
+    return {"SeedLast": str(s["seeds"][-1]), "SeedCount": str(len(s["seeds"]))}
+
+
+def run_time_macros(results):
+    """The grader's run's minutes, low to high, over the whole runs timed with this code: its own
+    (results.json), the stacks' (stacks.json) and the seed runs' where seeds.json has them."""
+    seconds = [sum(results["seconds"].values())]
+    seconds += [results[k]["seconds"] for k in ("oldest_stack", "newest_stack") if k in results]
+    seconds += results.get("seeds", {}).get("seconds", [])
+    return {
+        "RunMinutesLow": f"{min(seconds) / 60:.1f}",
+        "RunMinutesHigh": f"{max(seconds) / 60:.1f}",
+        "RunCount": str(len(seconds)),
+    }
 
 
 def distortion_macros(d):

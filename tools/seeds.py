@@ -9,6 +9,9 @@ report's "mean +- standard deviation" numbers come from here (figures/seeds.json
 seeds cost only their own runs (the runs are deterministic: seed k gives the same numbers again).
 --keep-previous NOTE, when a recipe has changed, keeps the record being replaced (key
 "seeds_previous", with NOTE saying what it was), so that the report compares the two recipes.
+--section S (2.5, 2.6, 3.2 or 3.4), after a change to that section's recipe alone, repeats only that
+section for the recorded seeds and replaces only its network's runs; the whole runs' seconds, no
+longer those of the code, are dropped (stacks.json and results.json time whole runs).
 """
 
 import argparse
@@ -19,6 +22,7 @@ from pathlib import Path
 from common import P, out_dir, run_tool
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
+SECTION_NETWORK = {"2.5": "mlp_spec", "2.6": "mlp_best", "3.2": "cnn_spec", "3.4": "cnn_best"}
 DESCRIPTION = "The grader's run repeated with seeds 0..N-1: the report's seed spread."
 
 
@@ -31,12 +35,15 @@ def parse_args(argv):
     parser.add_argument("--device", choices=["cpu", "cuda"])
     parser.add_argument("--quick", action="store_true", help="--quick runs: a smoke test")
     parser.add_argument("--keep-previous", metavar="NOTE", help="keep the replaced record")
+    parser.add_argument("--section", choices=sorted(SECTION_NETWORK), help="repeat this one only")
     return parser.parse_args(argv)
 
 
 def run_seed(seed, args, scratch):
     """The grader's run with this seed in the folder scratch; returns its results."""
     argv = ["--seed", str(seed), "--out", str(scratch)]
+    if args.section:
+        argv += ["--section", args.section]
     if args.quick:
         argv.append("--quick")
     if args.data:
@@ -66,6 +73,20 @@ def recorded_runs(results, args):
     return runs, list(recorded["seconds"])
 
 
+def section_runs(results, args):
+    """--section: the recorded runs of seeds 0..N-1, with the section's network's emptied."""
+    previous = results.get("seeds_previous", {}) if args.keep_previous else {}
+    recorded = results.get("seeds") or previous
+    if args.first or recorded.get("seeds") != list(range(args.seeds)):
+        raise P.UserError(
+            f"--section {args.section} replaces one network's runs of seeds 0..{args.seeds - 1}, "
+            f"but seeds.json records seeds {recorded.get('seeds')} (and --first is not taken)."
+        )
+    runs = {key: {what: list(v) for what, v in recorded[key].items()} for key in NETWORKS}
+    runs[SECTION_NETWORK[args.section]] = {"val": [], "test": [], "best_epoch": []}
+    return runs
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.seeds < 2 or not 0 <= args.first < args.seeds:
@@ -80,7 +101,11 @@ def main(argv=None):
                 "--keep-previous keeps a whole record: it needs one in seeds.json, and no --first."
             )
         recorded["seeds_previous"] = {**recorded.pop("seeds"), "note": args.keep_previous}
-    runs, seconds = recorded_runs(recorded, args)
+    if args.section:
+        runs = section_runs(recorded, args)
+        seconds = None
+    else:
+        runs, seconds = recorded_runs(recorded, args)
     P.load_data(P.find_data_dir(args.data))
     for seed in range(args.first, args.seeds):
         with tempfile.TemporaryDirectory() as scratch:
@@ -90,12 +115,15 @@ def main(argv=None):
                 runs[key]["val"].append(results[key]["val_accuracy"])
                 runs[key]["test"].append(results[key]["test_accuracy"])
                 runs[key]["best_epoch"].append(results[key]["best_epoch"])
-        seconds.append(round(sum(results["seconds"].values()), 1))
+        if seconds is not None:
+            seconds.append(round(sum(results["seconds"].values()), 1))
         done = [key for key in NETWORKS if runs[key]["val"]]
         accuracies = [f"{key} val {100 * runs[key]['val'][-1]:.2f}" for key in done]
         print(f"seed {seed}: " + ", ".join(accuracies), flush=True)
         spread = {key: value for key, value in runs.items() if value["val"]}
-        entry = {"seeds": list(range(seed + 1)), "quick": args.quick, "seconds": seconds}
+        entry = {"seeds": list(range(seed + 1)), "quick": args.quick}
+        if seconds is not None:
+            entry["seconds"] = seconds
         recorded["seeds"] = {**entry, **spread}
         P.write_results(out, name="seeds.json", results=recorded)  # after every seed
 
