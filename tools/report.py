@@ -555,7 +555,7 @@ def ablation_table(groups, seeds):
         r"\toprule",
         r"training & seeds & epochs & best (epoch) & last & difference & $p$ \\",
     ]
-    marks = {"within the noise": " (within noise)", "at the edge of the noise": " (at the edge)"}
+    marks = {"within the noise": " (in noise)", "at the edge of the noise": " (at edge)"}
     for group, comparisons, epochs in groups:
         runs = seeds[group]
         mean, sd = mean_sd(runs["val"])

@@ -82,8 +82,10 @@ def section_runs(results, args):
             f"--section {args.section} replaces one network's runs of seeds 0..{args.seeds - 1}, "
             f"but seeds.json records seeds {recorded.get('seeds')} (and --first is not taken)."
         )
-    runs = {key: {what: list(v) for what, v in recorded[key].items()} for key in NETWORKS}
-    runs[SECTION_NETWORK[args.section]] = {"val": [], "test": [], "best_epoch": []}
+    runs = {key: {"val": [], "test": [], "best_epoch": []} for key in NETWORKS}
+    for key in NETWORKS:
+        if key in recorded and key != SECTION_NETWORK[args.section]:
+            runs[key] = {what: list(values) for what, values in recorded[key].items()}
     return runs
 
 
@@ -117,7 +119,7 @@ def main(argv=None):
                 runs[key]["best_epoch"].append(results[key]["best_epoch"])
         if seconds is not None:
             seconds.append(round(sum(results["seconds"].values()), 1))
-        done = [key for key in NETWORKS if runs[key]["val"]]
+        done = [key for key in NETWORKS if key in results]  # this seed's networks
         accuracies = [f"{key} val {100 * runs[key]['val'][-1]:.2f}" for key in done]
         print(f"seed {seed}: " + ", ".join(accuracies), flush=True)
         spread = {key: value for key, value in runs.items() if value["val"]}
