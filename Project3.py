@@ -430,9 +430,9 @@ def accuracy_and_loss(log_probs, y):
     return accuracy, cross_entropy
 
 
-def add_epoch(history, *, epoch, steps, train, val):
-    """Append an epoch, its step count and (accuracy, loss) on training and validation images."""
-    values = {"epoch": epoch, "step": steps, "train_acc": train[0], "train_loss": train[1]}
+def add_epoch(history, *, steps, train, val):
+    """Append an epoch's step count and (accuracy, loss) on training and validation images."""
+    values = {"step": steps, "train_acc": train[0], "train_loss": train[1]}
     values.update(val_acc=val[0], val_loss=val[1])
     for key, value in values.items():
         history.setdefault(key, []).append(round(value, 5))
@@ -479,7 +479,7 @@ def train_mlp(
         steps += train_epoch(net, x, Y, batch=batch, lr=lr_now, rng=rng, augment=augment)
         train = accuracy_and_loss(mlp_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
         val = accuracy_and_loss(mlp_log_probs(net, data["val"][0]), data["val"][1])
-        add_epoch(history, epoch=epoch, steps=steps, train=train, val=val)
+        add_epoch(history, steps=steps, train=train, val=val)
         print_epoch(tag, epoch, epochs, train=train, val=val, start=start)
         if history["val_acc"][-1] > best["val_acc"]:
             params = {name: theta.copy() for name, theta in net.params().items()}
@@ -492,12 +492,12 @@ def training_record(history, start, seed, **more):
     val_accuracy, among more, is the validation accuracy of the weights that were kept."""
     return {
         "seed": seed,
-        "epochs": history["epoch"][-1],
+        "epochs": len(history["step"]),
         "steps": history["step"][-1],
         "final_train_accuracy": history["train_acc"][-1],
         "final_val_accuracy": history["val_acc"][-1],
         "best_val_accuracy": max(history["val_acc"]),
-        "best_epoch": history["epoch"][int(np.argmax(history["val_acc"]))],
+        "best_epoch": int(np.argmax(history["val_acc"])) + 1,
         "train_seconds": round(time.perf_counter() - start, 1),
         "history": history,
         **more,
@@ -958,7 +958,7 @@ def train_cnn(net, data, *, epochs, seed, tag, train_eval_n=None, **step_setting
         steps += train_cnn_epoch(net, x_all, y_all, rng=rng, **step_settings)
         train = accuracy_and_loss(cnn_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
         val = accuracy_and_loss(cnn_log_probs(net, data["val"][0]), data["val"][1])
-        add_epoch(history, epoch=epoch, steps=steps, train=train, val=val)
+        add_epoch(history, steps=steps, train=train, val=val)
         print_epoch(tag, epoch, epochs, train=train, val=val, start=start)
         if history["val_acc"][-1] > best["val_acc"]:
             state = {name: tensor.clone() for name, tensor in net.state_dict().items()}

@@ -241,7 +241,6 @@ def test_specified_training_learns_real_digits_and_adam_learns_faster():
     sgd, best = P.train_mlp(P.MLP(seed=0), data, epochs=5, batch=256, lr=0.001, seed=0, tag="sgd")
     assert sgd["val_acc"][-1] > 0.6 and sgd["val_acc"][-1] > sgd["val_acc"][0]  # chance is 0.1
     assert best["val_acc"] == max(sgd["val_acc"]) and sgd["step"] == [8, 16, 24, 32, 40]
-    assert sgd["epoch"] == [1, 2, 3, 4, 5]
     assert sgd["val_loss"][-1] < sgd["val_loss"][0]
     adam, _ = P.train_mlp(
         P.AdamMLP(seed=0), data, epochs=5, batch=256, lr=0.001, seed=0, tag="adam"

@@ -150,7 +150,7 @@ def paired_small_run(data, small):
     each validation image's answer at the epoch of lowest validation loss and at the last: the
     counts for McNemar's paired test of the two accuracies (tools/report.py)."""
     history = small["history"]
-    epochs = (history["epoch"][int(np.argmin(history["val_loss"]))], history["epoch"][-1])
+    epochs = (int(np.argmin(history["val_loss"])) + 1, len(history["val_loss"]))  # 1, 2, ...
     x, y = (array[: small["train_n"]] for array in data["train"])
     x_val, y_val = data["val"]
     net = P.MLP(seed=small["seed"])
@@ -163,7 +163,7 @@ def paired_small_run(data, small):
         if epoch in epochs:
             right[epoch] = P.mlp_log_probs(net, x_val).argmax(axis=1) == y_val
     first, last = right[epochs[0]], right[epochs[1]]
-    recorded = [history["val_acc"][history["epoch"].index(e)] for e in epochs]
+    recorded = [history["val_acc"][epoch - 1] for epoch in epochs]
     if [round(float(r.mean()), 5) for r in (first, last)] != recorded:
         raise P.UserError(
             "the repeated 2000-image run does not give results.json's validation accuracies "
@@ -219,9 +219,9 @@ def main(argv=None):
         row = {
             "group": group,
             "variant": variant,
-            "epochs": history["epoch"][-1],
+            "epochs": len(val),
             "best_val_accuracy": max(val),
-            "best_epoch": history["epoch"][val.index(max(val))],
+            "best_epoch": val.index(max(val)) + 1,
             "final_val_accuracy": val[-1],
             "final_train_accuracy": history["train_acc"][-1],
             "val_n": len(data["val"][1]),

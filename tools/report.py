@@ -241,7 +241,7 @@ def network_macros(r, prefix, seeds):
     m.update(
         ValLossMin=f"{h['val_loss'][low]:.3f}",
         ValLossMinStep=thousands(h["step"][low]),
-        ValLossMinEpoch=str(h["epoch"][low]),
+        ValLossMinEpoch=str(low + 1),
         ValAtValLossMin=pct(val[low]),
     )
     last = val[-5:]  # how much validation accuracy moves from epoch to epoch at the end
@@ -262,7 +262,7 @@ def network_macros(r, prefix, seeds):
     fall = max(range(1, len(train)), key=lambda i: train[i - 1] - train[i], default=0)
     m.update(
         TrainDropStep=thousands(h["step"][fall]),
-        TrainDropEpoch=str(h["epoch"][fall]),
+        TrainDropEpoch=str(fall + 1),
         TrainDropFrom=pct(train[fall - 1]),
         TrainDropTo=pct(train[fall]),
     )

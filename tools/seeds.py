@@ -73,10 +73,8 @@ def recorded_runs(results, args):
     return runs, list(recorded["seconds"])
 
 
-def section_runs(results, args):
+def section_runs(recorded, args):
     """--section: the recorded runs of seeds 0..N-1, with the section's network's emptied."""
-    previous = results.get("seeds_previous", {}) if args.keep_previous else {}
-    recorded = results.get("seeds") or previous
     if args.first or recorded.get("seeds") != list(range(args.seeds)):
         raise P.UserError(
             f"--section {args.section} replaces one network's runs of seeds 0..{args.seeds - 1}, "
@@ -97,6 +95,7 @@ def main(argv=None):
         )
     out = out_dir(args.out, writing=True)  # checked before the first seed, not after the last
     recorded = P.read_results(out, "seeds.json")
+    before = recorded.get("seeds", {})
     if args.keep_previous:
         if "seeds" not in recorded or args.first:
             raise P.UserError(
@@ -104,7 +103,7 @@ def main(argv=None):
             )
         recorded["seeds_previous"] = {**recorded.pop("seeds"), "note": args.keep_previous}
     if args.section:
-        runs = section_runs(recorded, args)
+        runs = section_runs(before, args)
         seconds = None
     else:
         runs, seconds = recorded_runs(recorded, args)
