@@ -141,22 +141,6 @@ def savez_to(path, arrays):
         np.savez(file, **arrays)
 
 
-def read_arrays(path, shapes, remedy):
-    """{name: float32 array} of the given shapes from an .npz written by savez_to, read
-    without pickle; missing, damaged, mis-shaped or non-finite weights are refused."""
-    try:
-        with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in shapes}
-        for name, a in arrays.items():
-            if a.shape != shapes[name] or a.dtype.kind != "f" or not np.isfinite(a).all():
-                raise ValueError(f"{name} should be finite floats of shape {shapes[name]}")
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found; {remedy}.") from None
-    except Exception as error:  # a folder, not an .npz, an array missing, a pickle
-        raise UserError(f"{path}: no readable weights ({error}); {remedy}.") from None
-    return {name: array.astype(np.float32) for name, array in arrays.items()}
-
-
 def read_results(out, name="results.json"):
     """figures/results.json under out ({} if there is none); a damaged one is refused. (The tools
     read and write their own files in figures/ with these two.)"""
@@ -205,8 +189,9 @@ def find_data_dir(given=None):
     raise UserError(f"no data folder: expected {expected} to be a folder (--data DIR names one).")
 
 
-def read_npy(path, kinds, what):
-    """One array saved with np.save, read without pickle; its dtype kind must be one of kinds."""
+def read_npy(path, dtype_kinds, what):
+    """One array saved with np.save, read without pickle; numpy's dtype.kind of it must be one of
+    dtype_kinds ("u" unsigned integers, "i" signed integers, "f" floating point)."""
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -218,7 +203,7 @@ def read_npy(path, kinds, what):
     if not isinstance(array, np.ndarray):  # an .npz archive, open until closed
         array.close()
         raise UserError(f"{path}: expected {what}, found an .npz archive.")
-    if array.dtype.kind not in kinds:
+    if array.dtype.kind not in dtype_kinds:
         raise UserError(f"{path}: expected {what}, found dtype {array.dtype}.")
     return array
 
@@ -320,12 +305,6 @@ class MLP:
             return self.y_hat[0]
         return self.y_hat
 
-    def loss(self, y):
-        """The loss that update_grad differentiates: cross-entropy -sum y log y_hat of the last
-        forward pass, summed over its images, from a2 (log-softmax), so that it stays finite where
-        y_hat underflows to 0. (Training needs only its gradient; the gradient checks use it.)"""
-        return float(-(np.reshape(y, self.a2.shape) * log_softmax(self.a2)).sum())
-
     def jacobians(self, x):
         """2.3.1: the six Jacobians of the chain rule at one image x (784,), as matrices (rows:
         the output's entries, columns: the input's; a weight matrix counts row by row)."""
@@ -379,13 +358,21 @@ class MLP:
 
     @classmethod
     def load(cls, path):
-        """Weights written by save(); missing, damaged, mis-shaped or non-finite ones are
-        refused, naming the run that makes them."""
+        """Weights written by save(), read without pickle; missing, damaged, mis-shaped or
+        non-finite ones are refused, naming the run that makes them."""
         net = cls()
-        shapes = {name: theta.shape for name, theta in net.params().items()}
         remedy = "run `python Project3.py --part mlp` (with the same --out) to make them"
-        for name, theta in read_arrays(path, shapes, remedy).items():
-            setattr(net, name, theta)
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                for name, theta in net.params().items():
+                    a = saved[name]
+                    if a.shape != theta.shape or a.dtype.kind != "f" or not np.isfinite(a).all():
+                        raise ValueError(f"{name} should be finite floats of shape {theta.shape}")
+                    theta[...] = a  # in place, as float32
+        except FileNotFoundError:
+            raise UserError(f"{path}: file not found; {remedy}.") from None
+        except Exception as error:  # a folder, not an .npz, an array missing, a pickle
+            raise UserError(f"{path}: no readable weights ({error}); {remedy}.") from None
         return net
 
 
@@ -1250,23 +1237,23 @@ def run(args):
         "matplotlib": matplotlib.__version__,
         "torch": getattr(torch, "__version__", None),
     }
-    measured = {}
+    this_run = {}
     for done, section in enumerate(args.sections):
         print_safely(f"== {section} ==")
         section_start = time.perf_counter()
         try:
-            entries = SECTIONS[section](data, args)
+            section_results = SECTIONS[section](data, args)
         except UserError as error:
             finished = f"; sections {', '.join(args.sections[:done])} finished, their files kept"
             raise UserError(error.args[0].rstrip(".") + (finished if done else "") + ".") from None
-        measured.update(entries)
+        this_run.update(section_results)
         seconds = round(time.perf_counter() - section_start, 1)
-        results.update(entries, seconds={**results.get("seconds", {}), section: seconds})
+        results.update(section_results, seconds={**results.get("seconds", {}), section: seconds})
         write_results(args.out, results)
     print_safely(f"\nDone in {time.perf_counter() - start:.0f} s (seed {args.seed}).")
     for key, name, base in NETWORKS:
-        if key in measured:
-            accuracy = 100 * measured[key]["test_accuracy"]
+        if key in this_run:
+            accuracy = 100 * this_run[key]["test_accuracy"]
             credit = f", extra credit {max(accuracy - base, CREDIT_FLOOR):+.2f}" if base else ""
             print_safely(f"  {name:25} test accuracy {accuracy:.2f} %{credit}")
     print_safely(f"  Figures, weights and results.json in {args.out}.")
