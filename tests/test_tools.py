@@ -419,8 +419,36 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     assert run.returncode == 0, run.stderr
     again = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())["seeds"]
     assert again == untimed  # 2.6's runs replaced by the same ones; no whole-run seconds
+    cut = {**again, "seeds": [0], "mlp_best": {k: v[:1] for k, v in again["mlp_best"].items()}}
+    seeds_json = tmp_path / "out" / "figures" / "seeds.json"
+    seeds_json.write_text(json.dumps({**recorded, "seeds": cut}))  # as if stopped after seed 0
+    run = tool("seeds", *args, "--section", "2.6", "--first", "1", env=env)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(seeds_json.read_text())["seeds"] == untimed  # went on from seed 1
+    run = tool("seeds", *args, "--section", "2.6", "--first", "1", env=env)  # nothing to go on
+    assert run.returncode == 2 and "from seed 1 on" in run.stderr
+    run = tool("seeds", *args, "--section", "2.6", "--keep-previous", "2.6 before", env=env)
+    assert run.returncode == 0, run.stderr
+    kept = json.loads(seeds_json.read_text())["seeds_previous"]  # 2.6's network alone, its note
+    notes = {"mlp_best": "2.6 before"}
+    assert kept == {"seeds": [0, 1], "quick": True, "notes": notes, "mlp_best": again["mlp_best"]}
     run = tool("seeds", "--seeds", "3", "--quick", "--out", tmp_path / "out", "--section", "2.6")
     assert run.returncode == 2 and "records seeds [0, 1]" in run.stderr
+
+
+def test_the_ablation_table_compares_each_changed_recipe_with_its_own_note():
+    seeds = {"mlp_best": {"val": [0.98, 0.981, 0.982]}, "cnn_best": {"val": [0.994, 0.995, 0.996]}}
+    before = {"val": [0.97, 0.971, 0.972], "best_epoch": [9, 9, 9]}
+    previous = {"seeds": [0, 1, 2], "notes": {"mlp_best": "100 epochs"}, "mlp_best": before}
+    previous["cnn_best"] = seeds["cnn_best"]  # unchanged: not compared
+    comparisons = report.ablation_comparisons({"seeds_previous": previous}, seeds)
+    assert list(comparisons) == ["mlp_best_previous"]
+    assert comparisons["mlp_best_previous"]["variant"] == "100 epochs"
+    assert comparisons["mlp_best_previous"]["difference"] == pytest.approx(-0.01)
+    whole = {"seeds": [0, 1, 2], "note": "before", "quick": False, "mlp_best": before}
+    comparisons = report.ablation_comparisons({"seeds_previous": whole}, seeds)  # an older record
+    assert list(comparisons) == ["mlp_best_previous"]
+    assert comparisons["mlp_best_previous"]["variant"] == "before"
 
 
 def test_a_tool_stopped_by_sigterm_says_so_in_one_line_and_leaves_no_temporary(tmp_path):

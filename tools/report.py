@@ -457,13 +457,16 @@ def ablation_comparisons(results, seeds):
         more = [r for k, r in results.get("ablation_seeds", {}).items() if k.startswith(key + "/")]
         runs[key] = {"variant": row["variant"], "group": row["group"], "rows": [row, *more]}
     previous = results.get("seeds_previous", {})
+    notes = previous.get("notes") or {group: previous.get("note") for group in previous}
     for group, recorded in previous.items():
-        if isinstance(recorded, dict) and recorded.get("val") != seeds.get(group, {}).get("val"):
+        now = seeds.get(group, {}).get("val")
+        changed = isinstance(recorded, dict) and recorded.get("val") != now
+        if group in notes and changed:
             rows = [
                 {"best_val_accuracy": v, "final_val_accuracy": v, "best_epoch": e}
                 for v, e in zip(recorded["val"], recorded["best_epoch"])
             ]
-            runs[f"{group}_previous"] = {"variant": previous["note"], "group": group, "rows": rows}
+            runs[f"{group}_previous"] = {"variant": notes[group], "group": group, "rows": rows}
     comparisons = {}
     for key, c in runs.items():
         if c["group"] not in seeds:

@@ -8,10 +8,12 @@ report's "mean +- standard deviation" numbers come from here (figures/seeds.json
 --first K runs seeds K..N-1 only and adds them to the seeds 0..K-1 already recorded, so that more
 seeds cost only their own runs (the runs are deterministic: seed k gives the same numbers again).
 --keep-previous NOTE, when a recipe has changed, keeps the record being replaced (key
-"seeds_previous", with NOTE saying what it was), so that the report compares the two recipes.
+"seeds_previous", with NOTE saying what it was), so that the report compares the two recipes; with
+--section, only that network's runs (NOTE under "notes", beside those of other --section changes).
 --section S (2.5, 2.6, 3.2 or 3.4), after a change to that section's recipe alone, repeats only that
 section for the recorded seeds and replaces only its network's runs; the whole runs' seconds, no
-longer those of the code, are dropped (stacks.json and results.json time whole runs).
+longer those of the code, are dropped (stacks.json and results.json time whole runs). With --first K
+it goes on with an interrupted --section run from seed K.
 """
 
 import argparse
@@ -74,15 +76,21 @@ def recorded_runs(results, args):
 
 
 def section_runs(recorded, args):
-    """--section: the recorded runs of seeds 0..N-1, with the section's network's emptied."""
-    if args.first or recorded.get("seeds") != list(range(args.seeds)):
+    """--section: the recorded runs of seeds 0..N-1, with the section's network's emptied; with
+    --first K, the same of an interrupted --section run, whose network has seeds 0..K-1 already."""
+    section_key = SECTION_NETWORK[args.section]
+    counts = {key: len(recorded[key]["val"]) for key in NETWORKS if key in recorded}
+    whole = all(n == args.seeds for key, n in counts.items() if key != section_key)
+    begun = counts.get(section_key, 0) == args.first if args.first else True
+    if recorded.get("seeds") != list(range(args.first or args.seeds)) or not whole or not begun:
         raise P.UserError(
-            f"--section {args.section} replaces one network's runs of seeds 0..{args.seeds - 1}, "
-            f"but seeds.json records seeds {recorded.get('seeds')} (and --first is not taken)."
+            f"--section {args.section} replaces one network's runs of seeds 0..{args.seeds - 1}"
+            + (f" from seed {args.first} on" if args.first else "")
+            + f", but seeds.json records seeds {recorded.get('seeds')} with {counts} runs."
         )
     runs = {key: {"val": [], "test": [], "best_epoch": []} for key in NETWORKS}
     for key in NETWORKS:
-        if key in recorded and key != SECTION_NETWORK[args.section]:
+        if key in recorded and (key != section_key or args.first):
             runs[key] = {what: list(values) for what, values in recorded[key].items()}
     return runs
 
@@ -101,7 +109,15 @@ def main(argv=None):
             raise P.UserError(
                 "--keep-previous keeps a whole record: it needs one in seeds.json, and no --first."
             )
-        recorded["seeds_previous"] = {**recorded.pop("seeds"), "note": args.keep_previous}
+        if args.section:  # that network's runs alone, beside others kept by earlier --section runs
+            key = SECTION_NETWORK[args.section]
+            kept = recorded.get("seeds_previous", {})
+            kept = kept if "notes" in kept else {}  # a whole record kept before is replaced
+            notes = {**kept.get("notes", {}), key: args.keep_previous}
+            entry = {"seeds": before["seeds"], "quick": before["quick"], "notes": notes}
+            recorded["seeds_previous"] = {**kept, **entry, key: before[key]}
+        else:
+            recorded["seeds_previous"] = {**recorded.pop("seeds"), "note": args.keep_previous}
     if args.section:
         runs = section_runs(before, args)
         seconds = None
