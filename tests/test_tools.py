@@ -430,8 +430,15 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     run = tool("seeds", *args, "--section", "2.6", "--keep-previous", "2.6 before", env=env)
     assert run.returncode == 0, run.stderr
     kept = json.loads(seeds_json.read_text())["seeds_previous"]  # 2.6's network alone, its note
-    notes = {"mlp_best": "2.6 before"}
+    notes = {"mlp_best": "2.6 before"}  # the whole record kept before differed in none
     assert kept == {"seeds": [0, 1], "quick": True, "notes": notes, "mlp_best": again["mlp_best"]}
+    older = {**recorded["seeds_previous"], "mlp_spec": {"val": [0.5, 0.5]}}  # as if 2.5 changed
+    seeds_json.write_text(json.dumps({"seeds": again, "seeds_previous": older}))
+    run = tool("seeds", *args, "--section", "2.6", "--keep-previous", "2.6 before", env=env)
+    assert run.returncode == 0, run.stderr
+    kept = json.loads(seeds_json.read_text())["seeds_previous"]
+    assert kept["notes"] == {"mlp_spec": "the recipe before", "mlp_best": "2.6 before"}
+    assert kept["mlp_spec"] == older["mlp_spec"] and "cnn_best" not in kept
     run = tool("seeds", "--seeds", "3", "--quick", "--out", tmp_path / "out", "--section", "2.6")
     assert run.returncode == 2 and "records seeds [0, 1]" in run.stderr
 

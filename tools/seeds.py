@@ -112,7 +112,9 @@ def main(argv=None):
         if args.section:  # that network's runs alone, beside others kept by earlier --section runs
             key = SECTION_NETWORK[args.section]
             kept = recorded.get("seeds_previous", {})
-            kept = kept if "notes" in kept else {}  # a whole record kept before is replaced
+            if "note" in kept:  # a whole record kept before: its runs that differ, under its note
+                older = [k for k in NETWORKS if k in kept and kept[k] != before.get(k)]
+                kept = {"notes": dict.fromkeys(older, kept["note"]), **{k: kept[k] for k in older}}
             notes = {**kept.get("notes", {}), key: args.keep_previous}
             entry = {"seeds": before["seeds"], "quick": before["quick"], "notes": notes}
             recorded["seeds_previous"] = {**kept, **entry, key: before[key]}
