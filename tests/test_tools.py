@@ -445,6 +445,7 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
 
 def test_the_ablation_table_compares_each_changed_recipe_with_its_own_note():
     seeds = {"mlp_best": {"val": [0.98, 0.981, 0.982]}, "cnn_best": {"val": [0.994, 0.995, 0.996]}}
+    seeds.update(seeds=[0, 1, 2], quick=False)  # as seeds.json records them
     before = {"val": [0.97, 0.971, 0.972], "best_epoch": [9, 9, 9]}
     previous = {"seeds": [0, 1, 2], "notes": {"mlp_best": "100 epochs"}, "mlp_best": before}
     previous["cnn_best"] = seeds["cnn_best"]  # unchanged: not compared

@@ -75,8 +75,10 @@ def tex_number(value):
 
 
 def signed(x):
-    """+0.52 or $-$1.90: a minus sign, not a hyphen."""
-    return f"+{x:.2f}" if x >= 0 else f"$-${-x:.2f}"
+    """+0.52 or $-$1.90: a minus sign, not a hyphen; 0.00 for what rounds to zero, either side."""
+    if round(x, 2) == 0:
+        return "0.00"
+    return f"+{x:.2f}" if x > 0 else f"$-${-x:.2f}"
 
 
 def thousands(n):
@@ -362,7 +364,8 @@ def confusion_macros(c, prefix):
     if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
         sixth = top[5]["count"]
         off_diagonal = C[~np.eye(10, dtype=bool)]
-        m.update(SixthCount=str(sixth), SixthTies=str(int((off_diagonal == sixth).sum())))
+        seen = "once" if sixth == 1 else "twice" if sixth == 2 else f"{sixth} times"
+        m.update(SixthSeen=seen, SixthTies=str(int((off_diagonal == sixth).sum())))
     return {prefix + name: value for name, value in m.items()}
 
 
@@ -459,9 +462,9 @@ def ablation_comparisons(results, seeds):
     previous = results.get("seeds_previous", {})
     notes = previous.get("notes") or {group: previous.get("note") for group in previous}
     for group, recorded in previous.items():
-        now = seeds.get(group, {}).get("val")
-        changed = isinstance(recorded, dict) and recorded.get("val") != now
-        if group in notes and changed:
+        if group not in notes or not isinstance(recorded, dict) or "val" not in recorded:
+            continue  # the record's seeds, notes and flags
+        if recorded["val"] != seeds.get(group, {}).get("val"):  # a recipe that changed
             rows = [
                 {"best_val_accuracy": v, "final_val_accuracy": v, "best_epoch": e}
                 for v, e in zip(recorded["val"], recorded["best_epoch"])
