@@ -460,16 +460,14 @@ def ablation_comparisons(results, seeds):
         more = [r for k, r in results.get("ablation_seeds", {}).items() if k.startswith(key + "/")]
         runs[key] = {"variant": row["variant"], "group": row["group"], "rows": [row, *more]}
     previous = results.get("seeds_previous", {})
-    notes = previous.get("notes") or {group: previous.get("note") for group in previous}
-    for group, recorded in previous.items():
-        if group not in notes or not isinstance(recorded, dict) or "val" not in recorded:
-            continue  # the record's seeds, notes and flags
-        if recorded["val"] != seeds.get(group, {}).get("val"):  # a recipe that changed
+    for group, note in previous.get("notes", {}).items():
+        recorded = previous[group]
+        if recorded["val"] != seeds.get(group, {}).get("val"):  # a recipe that changed since
             rows = [
                 {"best_val_accuracy": v, "final_val_accuracy": v, "best_epoch": e}
                 for v, e in zip(recorded["val"], recorded["best_epoch"])
             ]
-            runs[f"{group}_previous"] = {"variant": notes[group], "group": group, "rows": rows}
+            runs[f"{group}_previous"] = {"variant": note, "group": group, "rows": rows}
     comparisons = {}
     for key, c in runs.items():
         if c["group"] not in seeds:

@@ -7,9 +7,9 @@ report's "mean +- standard deviation" numbers come from here (figures/seeds.json
 
 --first K runs seeds K..N-1 only and adds them to the seeds 0..K-1 already recorded, so that more
 seeds cost only their own runs (the runs are deterministic: seed k gives the same numbers again).
---keep-previous NOTE, when a recipe has changed, keeps the record being replaced (key
-"seeds_previous", with NOTE saying what it was), so that the report compares the two recipes; with
---section, only that network's runs (NOTE under "notes", beside those of other --section changes).
+--keep-previous NOTE, when a recipe has changed, keeps the runs being replaced (every network's, or
+with --section that network's) under "seeds_previous", with NOTE for each under "notes", beside the
+earlier recipes kept there, so that the report compares the two recipes.
 --section S (2.5, 2.6, 3.2 or 3.4), after a change to that section's recipe alone, repeats only that
 section for the recorded seeds and replaces only its network's runs; the whole runs' seconds, no
 longer those of the code, are dropped (stacks.json and results.json time whole runs). With --first K
@@ -81,7 +81,7 @@ def section_runs(recorded, args):
     section_key = SECTION_NETWORK[args.section]
     counts = {key: len(recorded[key]["val"]) for key in NETWORKS if key in recorded}
     whole = all(n == args.seeds for key, n in counts.items() if key != section_key)
-    begun = counts.get(section_key, 0) == args.first if args.first else True
+    begun = not args.first or counts.get(section_key, 0) == args.first
     if recorded.get("seeds") != list(range(args.first or args.seeds)) or not whole or not begun:
         raise P.UserError(
             f"--section {args.section} replaces one network's runs of seeds 0..{args.seeds - 1}"
@@ -107,19 +107,14 @@ def main(argv=None):
     if args.keep_previous:
         if "seeds" not in recorded or args.first:
             raise P.UserError(
-                "--keep-previous keeps a whole record: it needs one in seeds.json, and no --first."
+                "--keep-previous needs a record in seeds.json to keep, and no --first."
             )
-        if args.section:  # that network's runs alone, beside others kept by earlier --section runs
-            key = SECTION_NETWORK[args.section]
-            kept = recorded.get("seeds_previous", {})
-            if "note" in kept:  # a whole record kept before: its runs that differ, under its note
-                older = [k for k in NETWORKS if k in kept and kept[k] != before.get(k)]
-                kept = {"notes": dict.fromkeys(older, kept["note"]), **{k: kept[k] for k in older}}
-            notes = {**kept.get("notes", {}), key: args.keep_previous}
-            entry = {"seeds": before["seeds"], "quick": before["quick"], "notes": notes}
-            recorded["seeds_previous"] = {**kept, **entry, key: before[key]}
-        else:
-            recorded["seeds_previous"] = {**recorded.pop("seeds"), "note": args.keep_previous}
+        section_key = SECTION_NETWORK.get(args.section)  # None: every network is rerun
+        replaced = [key for key in NETWORKS if key in before and section_key in (None, key)]
+        kept = recorded.get("seeds_previous", {})  # other networks' earlier recipes stay
+        notes = {**kept.get("notes", {}), **dict.fromkeys(replaced, args.keep_previous)}
+        entry = {"seeds": before["seeds"], "quick": before["quick"], "notes": notes}
+        recorded["seeds_previous"] = {**kept, **{key: before[key] for key in replaced}, **entry}
     if args.section:
         runs = section_runs(before, args)
         seconds = None
