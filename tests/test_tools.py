@@ -488,7 +488,10 @@ def test_bench_measures_every_kind_side_by_side(tmp_path):
     run = tool("bench", "--quick", "--data", data, "--out", tmp_path / "out")
     assert run.returncode == 0, run.stderr
     bench = json.loads((tmp_path / "out" / "figures" / "bench.json").read_text())["bench"]
-    assert all(bench[kind] > 0 for kind in ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best"))
+    assert all(
+        bench[kind] > 0
+        for kind in ("mlp_numpy", "mlp_torch", "mlp_best", "cnn_best", "cnn_best_before")
+    )
     assert bench["numpy_over_torch"] == round(bench["mlp_numpy"] / bench["mlp_torch"], 3)
 
 

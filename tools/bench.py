@@ -11,6 +11,7 @@ and each kind keeps its best round (a burst of load from elsewhere hits all kind
   gathers                their floor: the four gathers of each batch alone, indices made already
   cnn_best / cnn_plain   one 3.4 epoch (with its evaluations) against a plain PyTorch loop of
                          the same network, optimiser, schedule and distortions
+  cnn_best_before        the same 3.4 epoch at the batch and peak rate before (140d3a1: 128, 0.003)
 
 It also prints where the grader's run spends its time, from the seconds that run recorded.
 Results go to figures/bench.json (key "bench").
@@ -35,8 +36,10 @@ KINDS = (
     "distort_before",
     "gathers",
     "cnn_best",
+    "cnn_best_before",
     "cnn_plain",
 )
+CNN_BEFORE = {"batch": 128, "lr": 3e-3}  # 3.4's batch and peak rate before 256 and 0.004
 DESCRIPTION = "Speed of the trainings, side by side, each measurement in its own process."
 
 
@@ -74,7 +77,9 @@ def worker(kind, n, data_dir):
     if kind == "mlp_torch":
         return timed(mlp_torch_epoch, x, y)
     if kind == "cnn_best":
-        return timed(cnn_best_epoch, x, y, val)
+        return timed(cnn_best_epoch, x, y, val, P.CNN_BEST)
+    if kind == "cnn_best_before":
+        return timed(cnn_best_epoch, x, y, val, {**P.CNN_BEST, **CNN_BEFORE})
     return timed(cnn_plain_epoch, x, y, val)
 
 
@@ -170,9 +175,9 @@ def mlp_torch_epoch(x, y, state):
         state["optimizer"].step()
 
 
-def cnn_best_epoch(x, y, val, state):
-    """One 3.4 epoch of Project3 (its recipe with one epoch, evaluations included)."""
-    cfg = dict(P.CNN_BEST, epochs=1)
+def cnn_best_epoch(x, y, val, recipe, state):
+    """One 3.4 epoch of Project3 (recipe with one epoch, evaluations included)."""
+    cfg = dict(recipe, epochs=1)
     P.train_cnn_best(cfg, {"train": (x, y), "val": val}, seed=0, device="cpu")
 
 
@@ -293,7 +298,8 @@ def main(argv=None):
     )
     print(
         f"  3.4 epoch: Project3 {best['cnn_best']:.3f} s, plain PyTorch loop "
-        f"{best['cnn_plain']:.3f} s, ratio {bench['cnn_over_plain']:.2f}"
+        f"{best['cnn_plain']:.3f} s, ratio {bench['cnn_over_plain']:.2f}; at batch "
+        f"{CNN_BEFORE['batch']} (before) {best['cnn_best_before']:.3f} s"
     )
     seconds = results.get("seconds", {})
     if seconds:
