@@ -62,11 +62,11 @@ MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the v
 CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "small_n": 2000,  # the first 2000 images, as in 2.5
     "epochs_small": 65,  # 520 steps: every training image right from epoch 60; 75 showed no more
-    "epochs_full": 15,  # 2940 steps; validation still creeps up (40 epochs: report, 3.2)
+    "epochs_full": 15,  # 2940 steps; 40 epochs gained nothing measurable (report, 3.2)
 }
 CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the validation split
-    "epochs": 40,  # best epochs 29-38 over 10 seeds; 50 no better, 35 worse (README)
-    "batch": 256,  # 128 at peak 0.003 scored 0.02 more, inside the noise, but slower (report, 3.4)
+    "epochs": 40,  # best epochs 29-38 over 10 seeds; at batch 128 50 no better, 35 too low (README)
+    "batch": 256,  # 128 (peak 0.003): 0.02 more, in the noise (report, 3.4), but slower (README)
     "lr": 4e-3,  # the peak of Adam's one-cycle rate: 0.003 at batch 128, raised with it, not tuned
     "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
     "augment": {  # stronger than 2.6's, which scored 99.30 against 99.50 % in an earlier trial

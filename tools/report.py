@@ -404,6 +404,11 @@ def versions_macros(v):
     }
 
 
+def spoken_list(items):
+    """["a", "b", "c"] as "a, b and c"."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
 def stack_macros(o, seeds, prefix):
     """The grader's run on another stack (tools/stack_run.py): the oldest supported versions
     (prefix Old) or the newest releases (New), set against the pinned stack's seed runs."""
@@ -443,8 +448,10 @@ def stack_macros(o, seeds, prefix):
         (within, "within the pinned stack's seed spread"),
         (outside, "outside the pinned stack's seed spread"),
     ):
-        if group:
-            parts.append(f"{words} for " + " and ".join(f"the {names[g]}" for g in group))
+        if len(group) == len(names):
+            parts.append(f"{words} for all four networks")
+        elif group:
+            parts.append(f"{words} for " + spoken_list([f"the {names[g]}" for g in group]))
     if parts:
         m["Verdict"] = "; ".join(parts)
     return {prefix + name: value for name, value in m.items()}
