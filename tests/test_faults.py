@@ -219,6 +219,12 @@ def test_a_run_killed_midway_leaves_whole_files_and_the_next_run_completes(tmp_p
     assert again.returncode == 0, again.stderr
 
 
+def with_default_sigint():
+    """Ctrl-C as in a terminal: where the tests run as a background job (`pytest &` in a script),
+    SIGINT is ignored, and the child would inherit that; it gets the default handling back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_with_one_line_and_leaves_no_temporary(tmp_path):
     folder, _ = grader_folder(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
@@ -226,7 +232,13 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_no_temporary(tmp_path):
     # before the signal arrives; the full settings leave seconds of training after the line below.
     command = [sys.executable, str(folder / "Project3.py"), "--part", "mlp"]
     run = subprocess.Popen(
-        command, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        command,
+        cwd=folder,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=with_default_sigint if os.name == "posix" else None,
     )
     for line in run.stdout:
         if "2.5, 600 images] epoch 1/" in line:  # the first run's figures and weights are done
