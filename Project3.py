@@ -641,12 +641,15 @@ class RandomAffine:
         corner = np.floor(src)
         src -= corner  # the bilinear weights
         wx, wy = src[:, 0], src[:, 1]
-        # The top-left neighbour in the padded 30 x 30 images laid one after another (exact in
-        # float32: at most 28 * 30 + 28 = 868 within an image, so i + 31 stays inside it).
+        # The top-left neighbour in the padded 30 x 30 images laid one after another: at most
+        # 28 * 30 + 28 = 868 within an image, so i + 31 stays inside it. Summed in float32, whose
+        # integers are exact below 2^24 (B < 18641 images), and converted once, for speed.
+        if B >= 2**24 // 900:
+            raise ValueError(f"RandomAffine takes fewer than 18641 images at a time, not {B}.")
         i = corner[:, 1] * 30
         i += corner[:, 0]
+        i += np.arange(0, 900 * B, 900, dtype=np.float32)[:, None]
         i = i.astype(np.intp)
-        i += np.arange(0, 900 * B, 900)[:, None]
         padded = np.zeros((B, 30, 30), images.dtype)
         padded[:, 1:29, 1:29] = images.reshape(B, 28, 28)
         padded = padded.ravel()
