@@ -310,6 +310,27 @@ def test_the_equal_accuracy_test_is_the_textbook_chi_squared_with_a_simulated_p_
     assert p_value == pytest.approx(chi_squared_tail(statistic), abs=0.01)
 
 
+def confusion_entry(C):
+    """A results.json confusion entry for the matrix C, its off-diagonal cells largest first."""
+    cells = [(int(C[t, p]), t, p) for t in range(10) for p in range(10) if t != p and C[t, p]]
+    top = [{"true": t, "predicted": p, "count": n} for n, t, p in sorted(cells, reverse=True)]
+    return {"matrix": C.tolist(), "top_confusions": top}
+
+
+def test_the_sentence_on_the_wrong_answers_says_what_its_test_says():
+    even = np.full((10, 10), 2) + np.diag(np.full(10, 480))  # 18 wrong answers for every digit
+    m = report.confusion_macros(confusion_entry(even), "Mlp")
+    assert m["MlpPredictedLead"] == "Nor do the wrong answers measurably favour some digits"
+    assert m["MlpPredictedVerdict"] == ", a spread that chance alone explains"
+    onto_three = np.diag(np.full(10, 480))
+    onto_three[:, 3] += 20  # every digit's mistakes are 3s (and the 3s' are 5s)
+    onto_three[3, 3] -= 20
+    onto_three[3, 5] += 20
+    m = report.confusion_macros(confusion_entry(onto_three), "Mlp")
+    assert m["MlpPredictedLead"] == "The wrong answers are not spread evenly either"
+    assert m["MlpPredictedVerdict"] == "" and m["MlpMostPredicted"] == "3"
+
+
 def test_the_binomial_tail():
     assert report.binomial_tail(0, 5, 0.3) == pytest.approx(1)
     assert report.binomial_tail(5, 5, 0.5) == pytest.approx(1 / 32)

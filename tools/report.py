@@ -360,6 +360,11 @@ def confusion_macros(c, prefix):
         "LeastPredictedCount": str(int(predicted_wrongly.min())),
         "PredictedChiSquared": f"{spread:.1f}",
         "PredictedChiP": p_relation(spread_p),
+        # the sentence on how the wrong answers spread over the digits says what its test says
+        "PredictedLead": "The wrong answers are not spread evenly either"
+        if spread_p < 0.05
+        else "Nor do the wrong answers measurably favour some digits",
+        "PredictedVerdict": "" if spread_p < 0.05 else ", a spread that chance alone explains",
     }
     if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
         sixth = top[5]["count"]
