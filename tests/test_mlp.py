@@ -330,14 +330,14 @@ def test_the_distortions_are_value_for_value_those_written_plainly_before():
 
 
 def test_the_distortions_refuse_a_batch_too_large_for_exact_float32_indices():
-    """The gather indices are summed in float32, exact below 2^24: 18640 images at a time give
-    the plain version's values, 18641 are refused with a sentence, not read from wrong pixels."""
+    """The gather indices are summed in float32, exact up to 2^24: 18641 images at a time give
+    the plain version's values; 18642, whose last indices float32 cannot hold, are refused."""
     sys.path.insert(0, str(ROOT / "tools"))
     bench = import_path("bench", ROOT / "tools" / "bench.py")
     cfg = P.MLP_BEST["augment"]
     distort = P.RandomAffine(**cfg)
-    images = np.random.default_rng(1).random((18641, 784), dtype=np.float32)
-    expected = bench.RandomBefore(**cfg)(images[:18640], np.random.default_rng(0))
-    assert np.array_equal(distort(images[:18640], np.random.default_rng(0)), expected)
-    with pytest.raises(ValueError, match="fewer than 18641 images at a time, not 18641"):
+    images = np.random.default_rng(1).random((18642, 784), dtype=np.float32)
+    expected = bench.RandomBefore(**cfg)(images[:18641], np.random.default_rng(0))
+    assert np.array_equal(distort(images[:18641], np.random.default_rng(0)), expected)
+    with pytest.raises(ValueError, match="at most 18641 images at a time, not 18642"):
         distort(images, np.random.default_rng(0))

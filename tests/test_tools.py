@@ -320,7 +320,9 @@ def confusion_entry(C):
 def test_the_sentence_on_the_wrong_answers_says_what_its_test_says():
     even = np.full((10, 10), 2) + np.diag(np.full(10, 480))  # 18 wrong answers for every digit
     m = report.confusion_macros(confusion_entry(even), "Mlp")
-    assert m["MlpPredictedLead"] == "Nor do the wrong answers measurably favour some digits"
+    assert (
+        m["MlpPredictedLead"] == "The wrong answers, though, do not measurably favour some digits"
+    )
     assert m["MlpPredictedVerdict"] == ", a spread that chance alone explains"
     onto_three = np.diag(np.full(10, 480))
     onto_three[:, 3] += 20  # every digit's mistakes are 3s (and the 3s' are 5s)

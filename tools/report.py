@@ -363,7 +363,7 @@ def confusion_macros(c, prefix):
         # the sentence on how the wrong answers spread over the digits says what its test says
         "PredictedLead": "The wrong answers are not spread evenly either"
         if spread_p < 0.05
-        else "Nor do the wrong answers measurably favour some digits",
+        else "The wrong answers, though, do not measurably favour some digits",
         "PredictedVerdict": "" if spread_p < 0.05 else ", a spread that chance alone explains",
     }
     if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
