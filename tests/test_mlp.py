@@ -313,11 +313,16 @@ def test_the_jacobians_of_2_3_1_chain_into_the_gradients_of_update_grad():
     np.testing.assert_allclose(np.diag(J["df1/da1"]), numeric, rtol=1e-6)
 
 
+def bench_tool():
+    """tools/bench.py, whose RandomBefore is 2.6's distortions as written plainly at 5b28598."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    return import_path("bench", ROOT / "tools" / "bench.py")
+
+
 def test_the_distortions_are_value_for_value_those_written_plainly_before():
     """2.6's RandomAffine, written in place for speed, against the plain version of 5b28598
     (tools/bench.py's RandomBefore): the same arrays, bit for bit, whatever the batch size."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    bench = import_path("bench", ROOT / "tools" / "bench.py")
+    bench = bench_tool()
     x, _ = real("val", 1000)
     for cfg in (P.MLP_BEST["augment"], P.CNN_BEST["augment"]):
         now, before = P.RandomAffine(**cfg), bench.RandomBefore(**cfg)
@@ -332,8 +337,7 @@ def test_the_distortions_are_value_for_value_those_written_plainly_before():
 def test_the_distortions_refuse_a_batch_too_large_for_exact_float32_indices():
     """The gather indices are summed in float32, exact up to 2^24: 18641 images at a time give
     the plain version's values; 18642, whose last indices float32 cannot hold, are refused."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    bench = import_path("bench", ROOT / "tools" / "bench.py")
+    bench = bench_tool()
     cfg = P.MLP_BEST["augment"]
     distort = P.RandomAffine(**cfg)
     images = np.random.default_rng(1).random((18642, 784), dtype=np.float32)

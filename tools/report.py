@@ -360,11 +360,8 @@ def confusion_macros(c, prefix):
         "LeastPredictedCount": str(int(predicted_wrongly.min())),
         "PredictedChiSquared": f"{spread:.1f}",
         "PredictedChiP": p_relation(spread_p),
-        # the sentence on how the wrong answers spread over the digits says what its test says
-        "PredictedLead": "The wrong answers are not spread evenly either"
-        if spread_p < 0.05
-        else "The wrong answers, though, do not measurably favour some digits",
-        "PredictedVerdict": "" if spread_p < 0.05 else ", a spread that chance alone explains",
+        "AccSpread": spread_verdict(p_value),
+        "PredictedSpread": spread_verdict(spread_p),
     }
     if len(top) > 5:  # the figure shows six confusions; the sixth may be one of several ties
         sixth = top[5]["count"]
@@ -372,6 +369,13 @@ def confusion_macros(c, prefix):
         seen = "once" if sixth == 1 else "twice" if sixth == 2 else f"{sixth} times"
         m.update(SixthSeen=seen, SixthTies=str(int((off_diagonal == sixth).sum())))
     return {prefix + name: value for name, value in m.items()}
+
+
+def spread_verdict(p_value):
+    """What a test of an even spread (over the digits) says, in the words the report uses."""
+    if p_value < 0.05:
+        return "a spread beyond what chance explains"
+    return "a spread that chance alone explains"
 
 
 def arrow(t):
