@@ -552,14 +552,9 @@ def section_2_5(data, args):
     ):
         start = time.perf_counter()
         net = MLP(seed=args.seed)
-        history, _ = train_mlp(
-            net,
-            {"train": (x[:n], y[:n]), "val": data["val"]},
-            epochs=epochs,
-            batch=SPEC["batch"],
-            lr=SPEC["lr"],
-            seed=args.seed,
-            tag=f"2.5, {n} images",
+        first_n = {"train": (x[:n], y[:n]), "val": data["val"]}
+        history, _ = train_mlp(  # with the specified batch and learning rate
+            net, first_n, epochs=epochs, seed=args.seed, tag=f"2.5, {n} images", **SPEC
         )
         final_val = history["val_acc"][-1]
         results[key] = training_record(history, start, args.seed, train_n=n, val_accuracy=final_val)
@@ -598,13 +593,8 @@ class AdamMLP(MLP):
             theta -= lr * m_hat / (np.sqrt(v_hat) + eps)
 
 
-PIXEL_GRID = np.stack(
-    [
-        np.tile(np.arange(28) - 13.5, 28),  # x of each pixel, about the image centre
-        np.repeat(np.arange(28) - 13.5, 28),  # y
-        np.ones(784),  # 1, for the shift
-    ]
-).astype(np.float32)
+PIXEL_Y, PIXEL_X = np.mgrid[:28, :28].reshape(2, 784) - 13.5  # each pixel about the image centre
+PIXEL_GRID = np.stack([PIXEL_X, PIXEL_Y, np.ones(784)]).astype(np.float32)  # x, y and 1 (the shift)
 
 
 class RandomAffine:
@@ -1040,20 +1030,14 @@ def section_3_3(data, args):
 # ==== 3.4 How well does it work? The template CNN, trained better. ===============================
 
 
-class SmoothedCrossEntropy(TorchModule):
+def label_smoothed_loss(logits, labels, smoothing):
     """Cross-entropy with label smoothing s (Szegedy et al., 2016), written out: the target puts
     1 - s + s/10 on the true digit and s/10 on each other, so the loss is
-    (1 - s) (-log p_true) + s mean_j(-log p_j). torch 1.10 and newer have it built in."""
-
-    def __init__(self, smoothing):
-        super().__init__()
-        self.smoothing = smoothing
-
-    def forward(self, logits, labels):
-        log_probs = F.log_softmax(logits, dim=1)
-        true_digit = -log_probs.gather(1, labels[:, None])[:, 0]
-        every_digit = -log_probs.mean(dim=1)
-        return ((1 - self.smoothing) * true_digit + self.smoothing * every_digit).mean()
+    (1 - s) (-log p_true) + s mean_j(-log p_j), averaged over the batch."""
+    log_probs = F.log_softmax(logits, dim=1)
+    true_digit = -log_probs.gather(1, labels[:, None])[:, 0]
+    every_digit = -log_probs.mean(dim=1)
+    return ((1 - smoothing) * true_digit + smoothing * every_digit).mean()
 
 
 def smoothed_cross_entropy(smoothing):
@@ -1062,7 +1046,7 @@ def smoothed_cross_entropy(smoothing):
     try:
         return torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
     except TypeError:
-        return SmoothedCrossEntropy(smoothing)
+        return lambda logits, labels: label_smoothed_loss(logits, labels, smoothing)
 
 
 class RandomAffineTorch(RandomAffine):
