@@ -330,6 +330,39 @@ def test_the_sentences_on_how_the_digits_spread_say_what_their_tests_say():
     assert m["MlpMostPredicted"] == "3"
 
 
+def committed_macros():
+    return dict(
+        re.findall(
+            r"^\\resdef\{(\w+)\}\{(.*)\}$", (ROOT / "figures" / "results.tex").read_text(), re.M
+        )
+    )
+
+
+def test_every_worded_result_is_in_the_report_and_supported_by_the_committed_numbers():
+    tex = " ".join((ROOT / "report.tex").read_text().split())
+    assert [phrase for phrase in report.CLAIMS if phrase not in tex] == []
+    assert report.unsupported_claims(committed_macros(), tex) == []
+
+
+def test_a_worded_result_the_numbers_no_longer_support_is_named(tmp_path, capsys, monkeypatch):
+    tex = (ROOT / "report.tex").read_text()
+    m = committed_macros()
+    m.update(AblMlpShiftsVerdict="beyond the noise", AblMlpShiftsDiff="$-$0.50", CnnChiP="<0.001")
+    named = report.unsupported_claims(m, tex)
+    assert named == [
+        "Shifts alone are not measurably worse",
+        "no digit is measurably harder than the others for the CNN",
+    ]
+    m["AblMlpShiftsDiff"] = "+0.50"  # beyond the noise, but better: not worse
+    del m["CnnChiP"]  # not measured yet (a quick run): no verdict either way
+    assert report.unsupported_claims(m, tex) == []
+    shutil.copytree(ROOT / "figures", tmp_path / "figures")
+    monkeypatch.setitem(report.CLAIMS, "fails to train", lambda m: False)
+    report.write_sources(tmp_path, report.read_author())
+    err = capsys.readouterr().err
+    assert 'report.tex says "fails to train", which these results do not support' in err
+
+
 def test_the_binomial_tail():
     assert report.binomial_tail(0, 5, 0.3) == pytest.approx(1)
     assert report.binomial_tail(5, 5, 0.5) == pytest.approx(1 / 32)
