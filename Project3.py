@@ -478,8 +478,9 @@ def train_mlp(
 
 def training_record(history, start, seed, **more):
     """What results.json keeps of a training: its history and the numbers the report quotes.
-    val_accuracy, among more, is the validation accuracy of the weights that were kept."""
+    val_accuracy is that of the weights that were kept: the last epoch's unless more says else."""
     return {
+        "val_accuracy": history["val_acc"][-1],
         "seed": seed,
         "epochs": len(history["step"]),
         "steps": history["step"][-1],
@@ -556,8 +557,7 @@ def section_2_5(data, args):
         history, _ = train_mlp(  # with the specified batch and learning rate
             net, first_n, epochs=epochs, seed=args.seed, tag=f"2.5, {n} images", **SPEC
         )
-        final_val = history["val_acc"][-1]
-        results[key] = training_record(history, start, args.seed, train_n=n, val_accuracy=final_val)
+        results[key] = training_record(history, start, args.seed, train_n=n)
         which = "first" if n < len(x) else "all"
         runs.append((f"{which} {n} images, {epochs} epochs", history))
         if key == "mlp_spec":  # the network trained on all the images is the one kept
@@ -667,17 +667,9 @@ def section_2_6(data, args):
     cfg = args.config["mlp_best"]
     start = time.perf_counter()
     net = AdamMLP(seed=args.seed)
+    recipe = {**cfg, "augment": RandomAffine(**cfg["augment"])}  # epochs, batch, lr, lr_final
     history, best = train_mlp(
-        net,
-        data,
-        epochs=cfg["epochs"],
-        batch=cfg["batch"],
-        lr=cfg["lr"],
-        seed=args.seed,
-        tag="2.6",
-        lr_final=cfg["lr_final"],
-        augment=RandomAffine(**cfg["augment"]),
-        train_eval_n=TRAIN_EVAL_N,
+        net, data, **recipe, seed=args.seed, tag="2.6", train_eval_n=TRAIN_EVAL_N
     )
     for name, theta in net.params().items():
         theta[...] = best["params"][name]  # the weights of the best epoch on validation
@@ -983,8 +975,7 @@ def section_3_2(data, args):
         tag=f"3.2, {len(x)} images",
     )
     save_cnn(net, args.out / "weights" / "cnn_spec.npz")
-    final_val = history["val_acc"][-1]
-    record = training_record(history, start, args.seed, train_n=len(x), val_accuracy=final_val)
+    record = training_record(history, start, args.seed, train_n=len(x))
     record.update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     return {"cnn_spec": record}
 
@@ -1022,8 +1013,7 @@ def section_3_3(data, args):
     ]
     title = f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
     plot_curves(runs, title=title, out=args.out, name="cnn_study")
-    final_val = history["val_acc"][-1]
-    record = training_record(history, start, args.seed, train_n=n, val_accuracy=final_val)
+    record = training_record(history, start, args.seed, train_n=n)
     return {"cnn_spec_2000": record}
 
 
