@@ -137,7 +137,7 @@ def test_a_full_disk_after_training_is_one_sentence_and_keeps_the_finished_secti
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert "mlp_best_training.pdf (No space left on device)" in err
-    assert "; sections 2.5 finished, their files kept." in err
+    assert "; sections 2.3, 2.5 finished, their files kept." in err
     results = json.loads((out / "figures" / "results.json").read_text())
     assert "mlp_spec" in results and "mlp_best" not in results  # 2.5's results were kept
     assert (out / "weights" / "mlp_spec.npz").is_file()

@@ -313,6 +313,25 @@ def test_the_jacobians_of_2_3_1_chain_into_the_gradients_of_update_grad():
     np.testing.assert_allclose(np.diag(J["df1/da1"]), numeric, rtol=1e-6)
 
 
+def test_section_2_3_measures_the_gradients_against_the_jacobians_and_finite_differences(
+    monkeypatch,
+):
+    data = P.load_data(REAL_DATA, ("val",))
+    args = P.parse_args(["--section", "2.3", "--seed", "3"])
+    check = P.section_2_3(data, args)["gradient_check"]
+    assert check["images"] == 8 and check["entries_per_parameter"] == 10
+    assert check["chain_vs_backprop"] < 1e-12 and check["finite_vs_backprop"] < 1e-6
+    update_grad = P.MLP.update_grad
+
+    def one_percent_off(net, y):  # a wrong W1 gradient: what the check is there to catch
+        update_grad(net, y)
+        net.W1_grad *= 1.01
+
+    monkeypatch.setattr(P.MLP, "update_grad", one_percent_off)
+    check = P.section_2_3(data, args)["gradient_check"]
+    assert check["chain_vs_backprop"] > 1e-3 and check["finite_vs_backprop"] > 1e-3
+
+
 def bench_tool():
     """tools/bench.py, whose RandomBefore is 2.6's distortions as written plainly at 5b28598."""
     sys.path.insert(0, str(ROOT / "tools"))

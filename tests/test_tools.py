@@ -330,6 +330,15 @@ def test_the_sentences_on_how_the_digits_spread_say_what_their_tests_say():
     assert m["MlpMostPredicted"] == "3"
 
 
+def test_the_weakest_digits_are_named_lowest_first_with_their_accuracies():
+    C = np.diag(np.full(10, 500))
+    for digit, wrong in ((9, 30), (4, 20), (5, 20), (0, 10)):  # 4 and 5 tie: in digit order
+        C[digit, digit] -= wrong
+        C[digit, 7 if digit != 7 else 1] += wrong
+    m = report.confusion_macros(confusion_entry(C), "Mlp")
+    assert m["MlpWeakest"] == "9 (94.0\\pct), 4 (96.0\\pct) and 5 (96.0\\pct)"
+
+
 def committed_macros():
     return dict(
         re.findall(
