@@ -387,10 +387,11 @@ def section_2_3(data, args):
     """update_grad checked in double precision at new weights (2.2) on the first 8 validation
     images: against the six Jacobians of 2.3.1 chained image by image, and against central finite
     differences of the summed cross-entropy at 10 entries of each parameter."""
+    n_images, n_entries = 8, 10
     net = MLP(seed=args.seed)
     for name, theta in net.params().items():
         setattr(net, name, theta.astype(np.float64))
-    x, Y = data["val"][0][:8].astype(np.float64), np.eye(10)[data["val"][1][:8]]
+    x, Y = data["val"][0][:n_images].astype(np.float64), np.eye(10)[data["val"][1][:n_images]]
     net.reset_grad()
     net.forward(x)
     net.update_grad(Y)
@@ -409,7 +410,7 @@ def section_2_3(data, args):
     finite_differences = []
     for name, theta in net.params().items():
         flat = theta.reshape(-1)  # a view: an entry changed here changes the network
-        entries = rng.choice(flat.size, size=10, replace=False)
+        entries = rng.choice(flat.size, size=n_entries, replace=False)
         numeric = []
         for i in entries:
             losses = []
@@ -423,7 +424,7 @@ def section_2_3(data, args):
     chain = [relative_difference(chained[n], backprop[n], backprop[n]) for n in backprop]
     record = {
         "images": len(x),
-        "entries_per_parameter": 10,
+        "entries_per_parameter": n_entries,
         "chain_vs_backprop": max(chain),
         "finite_vs_backprop": max(finite_differences),
     }

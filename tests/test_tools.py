@@ -96,13 +96,21 @@ def figures_rewritten_here():
     return diff.returncode == 1
 
 
+def committed_macros():
+    """The macros of the committed figures/results.tex."""
+    return dict(
+        re.findall(
+            r"^\\resdef\{(\w+)\}\{(.*)\}$", (ROOT / "figures" / "results.tex").read_text(), re.M
+        )
+    )
+
+
 def test_committed_results_tex_is_what_the_committed_results_give():
     if figures_rewritten_here():  # e.g. README's main job, then its tests, in one clone
         pytest.skip("figures/ were rewritten by a run here; this compares the committed files")
     results = sys.modules["common"].all_results(ROOT)  # results.json and the tools' files
     macros, tables = report.generate(results, report.read_author())
-    committed = (ROOT / "figures" / "results.tex").read_text()
-    assert dict(re.findall(r"^\\resdef\{(\w+)\}\{(.*)\}$", committed, re.M)) == macros
+    assert committed_macros() == macros
     for name, text in tables.items():
         assert (ROOT / "figures" / name).read_text() == text
 
@@ -337,14 +345,6 @@ def test_the_weakest_digits_are_named_lowest_first_with_their_accuracies():
         C[digit, 7 if digit != 7 else 1] += wrong
     m = report.confusion_macros(confusion_entry(C), "Mlp")
     assert m["MlpWeakest"] == "9 (94.0\\pct), 4 (96.0\\pct) and 5 (96.0\\pct)"
-
-
-def committed_macros():
-    return dict(
-        re.findall(
-            r"^\\resdef\{(\w+)\}\{(.*)\}$", (ROOT / "figures" / "results.tex").read_text(), re.M
-        )
-    )
 
 
 def test_every_worded_result_is_in_the_report_and_supported_by_the_committed_numbers():

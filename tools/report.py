@@ -709,13 +709,14 @@ CLAIMS = {  # a phrase of report.tex -> whether the macros (the printed numbers)
 def unsupported_claims(macros, tex):
     """The phrases of CLAIMS in the text tex that the macros do not support; a phrase whose numbers
     are not measured yet (a quick run's report) is left out."""
+    text = " ".join(tex.split())  # a phrase may run over a line break
     failed = []
     for phrase, holds in CLAIMS.items():
         try:
             supported = holds(macros)
         except KeyError:  # not measured yet: the report shows a placeholder beside it
             continue
-        if phrase in " ".join(tex.split()) and not supported:
+        if phrase in text and not supported:
             failed.append(phrase)
     return failed
 
