@@ -218,7 +218,7 @@ def read_split(folder, split):
     labels = read_npy(label_path, "ui", what="integer labels")
     if images.ndim == 3 and images.shape[1:] == (28, 28):
         images = images.reshape(len(images), 784)
-    path, problem = image_path, None
+    problem = None
     if images.ndim != 2 or images.shape[1] != 784:
         problem = f"expected images of shape (N, 784) or (N, 28, 28), found {images.shape}"
     elif len(images) == 0:
@@ -227,18 +227,14 @@ def read_split(folder, split):
         problem = f"{np.count_nonzero(~np.isfinite(images))} pixels are NaN or infinite"
     elif not images.any():
         problem = "every pixel is 0, so there is no digit to see"
-    elif labels.shape != (len(images),):
-        path, problem = (
-            label_path,
-            f"expected {len(images)} labels, one per image, found shape {labels.shape}",
-        )
-    elif labels.min() < 0 or labels.max() > 9:
-        path, problem = (
-            label_path,
-            f"labels must lie in 0-9, found {labels.min()} to {labels.max()}",
-        )
     if problem:
-        raise UserError(f"{path}: {problem}.")
+        raise UserError(f"{image_path}: {problem}.")
+    if labels.shape != (len(images),):
+        problem = f"expected {len(images)} labels, one per image, found shape {labels.shape}"
+    elif labels.min() < 0 or labels.max() > 9:
+        problem = f"labels must lie in 0-9, found {labels.min()} to {labels.max()}"
+    if problem:
+        raise UserError(f"{label_path}: {problem}.")
     return images, labels.astype(np.int64)
 
 
@@ -582,10 +578,8 @@ def plot_curves(runs, *, title, out, name, accuracy_from=50, train_label="traini
     axes = fig.subplots(len(runs), 2, sharex="row", sharey="col", squeeze=False)
     for (label, history), row in zip(runs, axes):
         for ax, what, scale in zip(row, ("acc", "loss"), (100, 1)):
-            ax.plot(history["step"], scale * np.array(history[f"train_{what}"]), label=train_label)
-            ax.plot(
-                history["step"], scale * np.array(history[f"val_{what}"]), label="validation images"
-            )
+            for split, legend in (("train", train_label), ("val", "validation images")):
+                ax.plot(history["step"], scale * np.array(history[f"{split}_{what}"]), label=legend)
             ax.grid(alpha=0.3)
         row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(accuracy_from, 100.3))
         row[1].set(title=f"{label}: loss", ylabel="cross-entropy per image", yscale="log")
