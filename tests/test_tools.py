@@ -498,6 +498,7 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     assert run.returncode == 0, run.stderr
     seeds = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())["seeds"]
     assert seeds["seeds"] == [0, 1] and len(seeds["mlp_best"]["test"]) == 2
+    assert seeds["mlp_best"]["epochs"] == seeds["mlp_spec"]["epochs"] == 2  # --quick's
     assert "cnn_best" not in seeds
     args = ["--seeds", "2", "--quick", "--data", data, "--out", tmp_path / "out"]
     run = tool("seeds", *args, "--keep-previous", "the recipe before", env=env)
@@ -512,7 +513,8 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
     assert run.returncode == 0, run.stderr
     again = json.loads((tmp_path / "out" / "figures" / "seeds.json").read_text())["seeds"]
     assert again == untimed  # 2.6's runs replaced by the same ones; no whole-run seconds
-    cut = {**again, "seeds": [0], "mlp_best": {k: v[:1] for k, v in again["mlp_best"].items()}}
+    seed_0 = {what: again["mlp_best"][what][:1] for what in ("val", "test", "best_epoch")}
+    cut = {**again, "seeds": [0], "mlp_best": {**again["mlp_best"], **seed_0}}
     seeds_json = tmp_path / "out" / "figures" / "seeds.json"
     seeds_json.write_text(json.dumps({**recorded, "seeds": cut}))  # as if stopped after seed 0
     run = tool("seeds", *args, "--section", "2.6", "--first", "1", env=env)
@@ -532,7 +534,7 @@ def test_seeds_records_the_spread_of_the_graders_run(tmp_path):
 def test_the_ablation_table_compares_each_changed_recipe_with_its_own_note():
     seeds = {"mlp_best": {"val": [0.98, 0.981, 0.982]}, "cnn_best": {"val": [0.994, 0.995, 0.996]}}
     seeds.update(seeds=[0, 1, 2], quick=False)  # as seeds.json records them
-    before = {"val": [0.97, 0.971, 0.972], "best_epoch": [9, 9, 9]}
+    before = {"val": [0.97, 0.971, 0.972], "best_epoch": [9, 9, 9], "epochs": 12}
     previous = {"seeds": [0, 1, 2], "notes": {"mlp_best": "100 epochs"}, "mlp_best": before}
     previous["cnn_best"] = seeds["cnn_best"]  # unchanged since: not compared
     previous["notes"]["cnn_best"] = "an earlier recipe, rerun since"
@@ -540,6 +542,8 @@ def test_the_ablation_table_compares_each_changed_recipe_with_its_own_note():
     assert list(comparisons) == ["mlp_best_previous"]
     assert comparisons["mlp_best_previous"]["variant"] == "100 epochs"
     assert comparisons["mlp_best_previous"]["difference"] == pytest.approx(-0.01)
+    row = report.ablation_table([("mlp_best", comparisons.values(), 10)], seeds).splitlines()[-3]
+    assert row.startswith("100 epochs & 3 & 12 & 97.10 $\\pm$ 0.10 (9--9) &  & ")  # no last epoch
 
 
 def test_a_tool_stopped_by_sigterm_says_so_in_one_line_and_leaves_no_temporary(tmp_path):

@@ -482,8 +482,9 @@ def ablation_comparisons(results, seeds):
     for group, note in previous.get("notes", {}).items():
         recorded = previous[group]
         if recorded["val"] != seeds.get(group, {}).get("val"):  # a recipe that changed since
+            epochs = {"epochs": recorded["epochs"]} if "epochs" in recorded else {}
             rows = [
-                {"best_val_accuracy": v, "final_val_accuracy": v, "best_epoch": e}
+                {"best_val_accuracy": v, "final_val_accuracy": v, "best_epoch": e, **epochs}
                 for v, e in zip(recorded["val"], recorded["best_epoch"])
             ]
             runs[f"{group}_previous"] = {"variant": note, "group": group, "rows": rows}
@@ -524,8 +525,10 @@ def ablation_macros(c, key):
         "Verdict": c["verdict"],
         "Holm": "a finding after Holm's correction" if c["holm"] else "not after Holm's correction",
     }
-    if "epochs" in row:  # a row of the ablation tool (the previous recipe has its seeds only)
-        m.update(Last=pct(row["final_val_accuracy"]), Epochs=str(row["epochs"]))
+    if "epochs" in row:
+        m["Epochs"] = str(row["epochs"])
+    if "final_train_accuracy" in row:  # a row of the ablation tool (a previous recipe: seeds only)
+        m["Last"] = pct(row["final_val_accuracy"])
         m.update(LastTrain=pct(row["final_train_accuracy"]))
         m["LastGap"] = f"{100 * (row['final_train_accuracy'] - row['final_val_accuracy']):.1f}"
     if len(rows) > 1:
@@ -602,7 +605,8 @@ def ablation_table(groups, seeds):
             else:
                 spread = f"{pct(sum(best) / len(best))} $\\pm$ {pct(mean_sd(best)[1])}"
                 best_text = f"{spread} ({epoch_range[0]}--{epoch_range[-1]})"
-            lasts = [r["final_val_accuracy"] for r in rows if "epochs" in r]  # tool rows only
+            # the ablation tool's rows only: a previous recipe's seed runs record no last epoch
+            lasts = [r["final_val_accuracy"] for r in rows if "final_train_accuracy" in r]
             last_text = pct(sum(lasts) / len(lasts)) if lasts else ""
             if len(lasts) > 1:  # several seeds: their mean and sd, as for the best epochs
                 last_text += f" $\\pm$ {pct(mean_sd(lasts)[1])}"

@@ -1,6 +1,7 @@
 """Seed spread: the grader's run (`python Project3.py`) repeated with seeds 0..N-1, each in a
-scratch folder, recording every network's validation and test accuracy and the run's seconds. The
-report's "mean +- standard deviation" numbers come from here (figures/seeds.json, key "seeds").
+scratch folder, recording every network's validation and test accuracy, its best epoch and its
+recipe's epochs, and the run's seconds. The report's "mean +- standard deviation" numbers come from
+here (figures/seeds.json, key "seeds").
 
     python tools/seeds.py [--seeds 5] [--first K] [--out DIR] [--quick] [--data DIR]
                           [--device cpu|cuda]
@@ -17,6 +18,7 @@ it goes on with an interrupted --section run from seed K.
 """
 
 import argparse
+import copy
 import sys
 import tempfile
 from pathlib import Path
@@ -91,7 +93,7 @@ def section_runs(recorded, args):
     runs = {key: {"val": [], "test": [], "best_epoch": []} for key in NETWORKS}
     for key in NETWORKS:
         if key in recorded and (key != section_key or args.first):
-            runs[key] = {what: list(values) for what, values in recorded[key].items()}
+            runs[key] = copy.deepcopy(recorded[key])
     return runs
 
 
@@ -129,6 +131,7 @@ def main(argv=None):
                 runs[key]["val"].append(results[key]["val_accuracy"])
                 runs[key]["test"].append(results[key]["test_accuracy"])
                 runs[key]["best_epoch"].append(results[key]["best_epoch"])
+                runs[key]["epochs"] = results[key]["epochs"]  # the recipe's: the same every seed
         if seconds is not None:
             seconds.append(round(sum(results["seconds"].values()), 1))
         done = [key for key in NETWORKS if key in results]  # this seed's networks
