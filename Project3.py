@@ -47,9 +47,11 @@ MLP_STUDY = {  # 2.5: the specified training on the first 2000 images, then on a
     # loss rising from step 2096 (1470 epochs, as many steps as the run on 50000, showed no more)
     "epochs_full": 60,  # 60 epochs x 196 steps; the curves still rise (600 epochs: report, 2.5)
 }
+# 2.6 and 3.4 were made faster under the report's speed rule: a faster recipe is kept if its
+# validation mean over 5 or more seeds is at most 0.05 points below the current one's over 10.
 MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the validation split
-    "epochs": 90,  # best epochs 57-87 over 10 seeds; 100: +0.03, in the noise but slower (report,
-    # 2.6); 80: 0.09 below 100 on validation over 5 seeds, beyond the speed rule's 0.05
+    "epochs": 90,  # best epochs 57-87 over 10 seeds; 100 epochs: +0.03 points, in the noise but
+    # slower (report, 2.6); 80 epochs: 0.09 points below 100 over 5 seeds, outside the speed rule
     "batch": 128,  # batch 64 (at lr 0.002) was no better on validation: 98.16 against 98.32 %
     # (one run each, seed 0, at 100 epochs: a difference inside the noise)
     "lr": 3e-3,  # Adam's learning rate in the first epoch of the cosine decay (get_lr)
@@ -67,17 +69,14 @@ CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "epochs_full": 15,  # 2940 steps; 40 epochs gained nothing measurable (report, 3.2)
 }
 CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the validation split
-    "epochs": 40,  # best epochs 29-38 over 10 seeds; at batch 128, 50 no better, 35 0.058 below
-    # 50 on validation over 10 seeds, beyond the speed rule's 0.05
-    "batch": 256,  # 128 (peak 0.003): 0.02 more, in the noise; epochs barely slower (report, 3.4)
+    "epochs": 40,  # best epochs 29-38 over 10 seeds; at batch 128, 50 epochs were no better and
+    # 35 epochs 0.058 points below 50 (10 seeds), outside the speed rule
+    "batch": 256,  # for speed: batch 128 (peak 0.003) was 0.02 points higher, in the noise, and
+    # its epochs only slightly slower (report, 3.4)
     "lr": 4e-3,  # the peak of Adam's one-cycle rate: 0.003 at batch 128, raised with it, not tuned
     "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
-    "augment": {  # stronger than 2.6's (99.50 against 99.30 % on validation, one early trial)
-        "rotate_deg": 12.0,
-        "scale": 0.10,
-        "shear": 0.15,
-        "shift": 2.5,
-    },
+    # stronger distortions than 2.6's (99.50 against 99.30 % on validation, one early trial)
+    "augment": {"rotate_deg": 12.0, "scale": 0.10, "shear": 0.15, "shift": 2.5},
 }
 TRAIN_EVAL_N = 5000  # 2.6 and 3.4 score training accuracy on the first 5000 images, for speed
 NETWORKS = (  # (results key, name, the accuracy above which each point is extra credit)
@@ -182,7 +181,7 @@ def check_writable(out, subfolders):
 def find_data_dir(given=None):
     """--data, else Project3_data or Project3_Data beside this file, else in the working folder."""
     names = ("Project3_data", "Project3_Data")
-    candidates = [base / name for base in (HERE, Path.cwd()) for name in names]
+    candidates = [base / name for base in dict.fromkeys((HERE, Path.cwd())) for name in names]
     if given:
         candidates = [Path.cwd() / given]  # absolute, for the message
     for folder in candidates:
@@ -242,7 +241,8 @@ def read_split(folder, split):
 def load_data(folder, splits=("train", "val", "test")):
     """{split: (images float32 (N, 784) in [0, 1], labels int64 (N,))}. The scale is decided once
     from the largest pixel M of all splits, whatever their dtype: M <= 1, images in [0, 1]
-    already; 128 <= M <= 255, grey levels, divided by 255; anything else is refused."""
+    already; 128 <= M <= 255, grey levels, divided by 255. Anything else, negative pixels, or
+    splits on different scales are refused."""
     raw = {split: read_split(folder, split) for split in splits}
     largest = {split: float(images.max()) for split, (images, _) in raw.items()}
     smallest = min(float(images.min()) for images, _ in raw.values())
@@ -300,9 +300,7 @@ class MLP:
         self.f1 = sigmoid(self.a1)  # f1 = sigma(a1)
         self.a2 = self.f1 @ self.W2.T + self.b2  # a2 = W2 f1 + b2
         self.y_hat = softmax(self.a2)  # y_hat = softmax(a2)
-        if single:
-            return self.y_hat[0]
-        return self.y_hat
+        return self.y_hat[0] if single else self.y_hat
 
     def jacobians(self, x):
         """2.3.1: the six Jacobians of the chain rule at one image x (784,), as matrices (rows:
@@ -326,7 +324,8 @@ class MLP:
         self.b2_grad = np.zeros_like(self.b2)
 
     def update_grad(self, y):
-        """2.3.2: add dL/dtheta of the last forward pass's cross-entropy, summed over its images.
+        """2.3.2: add dL/dtheta of the last forward pass's cross-entropy against the one-hot
+        targets y (shaped like y_hat), summed over its images.
 
         Each line is a chain rule of 2.3.1 for row vectors, stacked over the batch (a row an image):
           dL/da2 = y_hat - y
@@ -360,7 +359,7 @@ class MLP:
         """Weights written by save(), read without pickle; missing, damaged, mis-shaped or
         non-finite ones are refused, naming the run that makes them."""
         net = cls()
-        remedy = "run `python Project3.py --part mlp` (with the same --out) to make them"
+        remedy = "run `python Project3.py --part mlp` (same --out and --quick) to make them"
         try:
             with np.load(path, allow_pickle=False) as saved:
                 for name, theta in net.params().items():
@@ -388,7 +387,8 @@ def section_2_3(data, args):
     net = MLP(seed=args.seed)
     for name, theta in net.params().items():
         setattr(net, name, theta.astype(np.float64))
-    x, Y = data["val"][0][:n_images].astype(np.float64), np.eye(10)[data["val"][1][:n_images]]
+    x = data["val"][0][:n_images].astype(np.float64)
+    Y = np.eye(10)[data["val"][1][:n_images]]  # one-hot targets
     net.reset_grad()
     net.forward(x)
     net.update_grad(Y)
@@ -475,9 +475,8 @@ def accuracy_and_loss(log_probs, y):
 
 def add_epoch(history, *, steps, train, val):
     """Append an epoch's step count and (accuracy, loss) on training and validation images."""
-    values = {"step": steps, "train_acc": train[0], "train_loss": train[1]}
-    values.update(val_acc=val[0], val_loss=val[1])
-    for key, value in values.items():
+    keys = ("step", "train_acc", "train_loss", "val_acc", "val_loss")
+    for key, value in zip(keys, (steps, *train, *val)):
         history.setdefault(key, []).append(round(value, 5))
 
 
@@ -593,8 +592,8 @@ def plot_curves(runs, *, title, out, name, accuracy_from=50, train_label="traini
 
 
 def section_2_5(data, args):
-    """The specified training (2.4) on the first 2000 images (a third of a smaller split), then
-    on all 50000, from the same initial weights."""
+    """The specified training (2.4) on the first 2000 images (a third of a training split smaller
+    than 6000, as with --quick), then on all 50000, from the same initial weights."""
     cfg = args.config["mlp_study"]
     x, y = data["train"]
     results = {}
@@ -605,9 +604,9 @@ def section_2_5(data, args):
     ):
         start = time.perf_counter()
         net = MLP(seed=args.seed)
-        first_n = {"train": (x[:n], y[:n]), "val": data["val"]}
+        subset = {"train": (x[:n], y[:n]), "val": data["val"]}
         history, _ = train_mlp(  # with the specified batch and learning rate
-            net, first_n, epochs=epochs, seed=args.seed, tag=f"2.5, {n} images", **SPEC
+            net, subset, epochs=epochs, seed=args.seed, tag=f"2.5, {n} images", **SPEC
         )
         results[key] = training_record(history, start, args.seed, train_n=n)
         which = "first" if n < len(x) else "all"
@@ -723,6 +722,7 @@ def section_2_6(data, args):
     history, best = train_mlp(
         net, data, **recipe, seed=args.seed, tag="2.6", train_eval_n=TRAIN_EVAL_N
     )
+    record = training_record(history, start, args.seed, val_accuracy=best["val_acc"], config=cfg)
     for name, theta in net.params().items():
         theta[...] = best["params"][name]  # the weights of the best epoch on validation
     net.save(args.out / "weights" / "mlp.npz")
@@ -732,9 +732,8 @@ def section_2_6(data, args):
         out=args.out,
         name="mlp_best_training",
         accuracy_from=90,
-        train_label=f"first {TRAIN_EVAL_N} training images",
+        train_label=f"first {min(TRAIN_EVAL_N, len(data['train'][0]))} training images",
     )
-    record = training_record(history, start, args.seed, val_accuracy=best["val_acc"], config=cfg)
     record.update(test_scores(mlp_log_probs(net, data["test"][0]), data["test"]))
     return {"mlp_best": record}
 
@@ -777,10 +776,9 @@ def plot_mistakes(pairs, *, test, predicted, out, name, title):
 def confusion_section(key, *, predicted, test, out, title):
     """The 10x10 confusion matrix on the test split, and the test images behind its largest
     off-diagonal counts; returns the matrix and what the report quotes of it."""
-    x, y = test
-    C = confusion_matrix(y, predicted)
-    mistakes = [(-int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j and C[i, j]]
-    pairs = [(-minus_count, i, j) for minus_count, i, j in sorted(mistakes)]  # ties: by digit
+    C = confusion_matrix(test[1], predicted)
+    mistakes = [(int(C[i, j]), i, j) for i in range(10) for j in range(10) if i != j and C[i, j]]
+    pairs = sorted(mistakes, key=lambda mistake: -mistake[0])  # stable: ties stay in digit order
     plot_confusion(C, out=out, name=f"{key}_confusion", title=title)
     plot_mistakes(
         pairs[:6], test=test, predicted=predicted, out=out, name=f"{key}_mistakes", title=title
@@ -809,9 +807,7 @@ def section_2_7(data, args):
 
 def rms(w):
     """The root-mean-square of the weights w; None (null in results.json) if there are none."""
-    if w.size == 0:
-        return None
-    return float(np.sqrt(np.mean(w**2)))
+    return float(np.sqrt(np.mean(w**2))) if w.size else None
 
 
 def section_2_8(data, args):
@@ -837,7 +833,7 @@ def section_2_8(data, args):
         tiles = net.W1 / np.abs(net.W1).max(axis=1, keepdims=True)  # each row on its own scale
         tiles = tiles.reshape(8, 8, 28, 28)
         tiles = np.pad(tiles, ((0, 0), (0, 0), (0, 1), (0, 1)), constant_values=np.nan)  # gaps
-        mosaic = tiles.transpose(0, 2, 1, 3).reshape(8 * 29, 8 * 29)
+        mosaic = tiles.transpose(0, 2, 1, 3).reshape(8 * 29, 8 * 29)  # 8 rows of 8 tiles
         ax.imshow(mosaic, cmap="RdBu_r", vmin=-1, vmax=1)
         ax.set_axis_off()
         ax.set_title(f"the 64 rows of $W_1$, {name}")
@@ -883,8 +879,7 @@ class ConvNet(TorchModule):
 
 
 def forward_steps(net):
-    """forward()'s steps as (name, module) pairs, in order (a test checks that replaying them gives
-    what forward() gives)."""
+    """forward()'s steps as (name, module) pairs, in order, for 3.1 to replay one by one."""
     relu = torch.nn.ReLU()
     return [
         ("conv1", net.conv1),
@@ -1017,17 +1012,17 @@ def save_cnn(net, path):
 
 def section_3_2(data, args):
     """The specified training on all 50000 images."""
-    x, y = data["train"]
+    n = len(data["train"][0])
     start = time.perf_counter()
     net, history = train_cnn_as_specified(
         data,
         epochs=args.config["cnn_study"]["epochs_full"],
         seed=args.seed,
         device=args.device,
-        tag=f"3.2, {len(x)} images",
+        tag=f"3.2, {n} images",
     )
+    record = training_record(history, start, args.seed, train_n=n)
     save_cnn(net, args.out / "weights" / "cnn_spec.npz")
-    record = training_record(history, start, args.seed, train_n=len(x))
     record.update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     return {"cnn_spec": record}
 
@@ -1042,7 +1037,7 @@ def section_3_3(data, args):
     if not isinstance(full.get("history"), dict) or "train_n" not in full:
         raise UserError(
             f"section 3.3 plots the run of 3.2 beside its own, and {args.out / 'figures'} has "
-            "none: run `python Project3.py --section 3.2` first (with the same --out)."
+            "none: run `python Project3.py --section 3.2` first (same --out and --quick)."
         )
     if full.get("seed") != args.seed:
         raise UserError(
@@ -1050,7 +1045,7 @@ def section_3_3(data, args):
             f"not {args.seed}: pass --seed {full.get('seed')}."
         )
     x, y = data["train"]
-    n = min(cfg["small_n"], len(x) // 3)  # a third of a smaller split, as in 2.5
+    n = min(cfg["small_n"], len(x) // 3)  # as in 2.5
     start = time.perf_counter()
     _, history = train_cnn_as_specified(
         {"train": (x[:n], y[:n]), "val": data["val"]},
@@ -1110,16 +1105,11 @@ def train_cnn_best(cfg, data, *, seed, device):
     net = ConvNet().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     steps_per_epoch = (len(data["train"][0]) + cfg["batch"] - 1) // cfg["batch"]  # last: smaller
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(  # stepped every batch; torch's defaults:
-        optimizer,
-        max_lr=cfg["lr"],
-        total_steps=cfg["epochs"] * steps_per_epoch,
-        pct_start=0.3,  # the rate rises from max_lr / 25 over the first 30 % of the steps,
-        div_factor=25.0,
-        final_div_factor=1e4,  # then falls along a cosine to max_lr / 25 / 10^4
-        cycle_momentum=True,  # while Adam's beta1 falls from 0.95 to 0.85 and rises again
-        base_momentum=0.85,
-        max_momentum=0.95,
+    # Stepped every batch, with torch's defaults (the same from torch 1.7 on): the rate rises from
+    # max_lr / 25 over the first 30 % of the steps, then falls along a cosine to max_lr / 25 / 10^4,
+    # while Adam's beta1 falls from 0.95 to 0.85 and rises again.
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch
     )
     history, best = train_cnn(
         net,
@@ -1143,6 +1133,9 @@ def section_3_4(data, args):
     cfg = args.config["cnn_best"]
     start = time.perf_counter()
     net, history, best = train_cnn_best(cfg, data, seed=args.seed, device=args.device)
+    record = training_record(
+        history, start, args.seed, val_accuracy=best["val_acc"], config=cfg, device=args.device
+    )
     save_cnn(net, args.out / "weights" / "cnn.npz")
     plot_curves(
         [(f"{cfg['epochs']} epochs", history)],
@@ -1151,19 +1144,13 @@ def section_3_4(data, args):
         out=args.out,
         name="cnn_best_training",
         accuracy_from=95,
-        train_label=f"first {TRAIN_EVAL_N} training images",
+        train_label=f"first {min(TRAIN_EVAL_N, len(data['train'][0]))} training images",
     )
     test_log_probs = cnn_log_probs(net, data["test"][0])
-    record = training_record(
-        history, start, args.seed, val_accuracy=best["val_acc"], config=cfg, device=args.device
-    )
     record.update(test_scores(test_log_probs, data["test"]))
+    predicted = test_log_probs.argmax(axis=1)
     confusion = confusion_section(
-        "cnn",
-        predicted=test_log_probs.argmax(axis=1),
-        test=data["test"],
-        out=args.out,
-        title="CNN of 3.4",
+        "cnn", predicted=predicted, test=data["test"], out=args.out, title="CNN of 3.4"
     )
     return {"cnn_best": record, **confusion}
 
@@ -1213,13 +1200,13 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a few hundred images, 2 epochs")
     parser.add_argument("--device", choices=["cpu", "cuda"], help="Part 2's (default: CUDA if any)")
     args = parser.parse_args(argv)
-    if args.section and args.part not in ("all", {"2": "mlp", "3": "cnn"}[args.section[0]]):
+    parts = {"all": "23" if torch else "2", "mlp": "2", "cnn": "3"}[args.part]  # no torch: Part 1
+    if args.section and args.part != "all" and args.section[0] not in parts:
         parser.error(f"--section {args.section} is not part of --part {args.part}")
     if args.out == "" or args.data == "":
         parser.error("--out and --data need a folder; an empty one was given")
     default_out = HERE / "quick" if args.quick else HERE
     args.out = Path.cwd() / args.out if args.out else default_out  # absolute, even if not made yet
-    parts = {"all": "23" if torch else "2", "mlp": "2", "cnn": "3"}[args.part]  # no torch: Part 1
     args.sections = [args.section] if args.section else [s for s in SECTIONS if s[0] in parts]
     return args
 
@@ -1242,9 +1229,9 @@ def check_before_training(args):
         raise UserError(f"Part 2 needs PyTorch, which cannot be imported here ({TORCH_PROBLEM}).")
     args.device = pick_device(args.device) if runs_part_2 else "cpu"  # CUDA asked for Part 2 only
     data = load_data(find_data_dir(args.data))
-    if len(data["train"][0]) < 3:
-        n = len(data["train"][0])
-        raise UserError(f"the training split holds {n} images; 2.5 and 3.3 need at least 3.")
+    n_train = len(data["train"][0])
+    if n_train < 3:
+        raise UserError(f"the training split holds {n_train} images; 2.5 and 3.3 need at least 3.")
     check_writable(args.out, ("figures", "weights"))
     args.config = settings(args.quick)  # --quick's settings and data, here alone
     if args.quick:
@@ -1259,7 +1246,8 @@ def run(args):
     it is done, so that a failure later keeps them."""
     start = time.perf_counter()
     skipped = f"Part 2 (3.1-3.4) is skipped: it needs PyTorch ({TORCH_PROBLEM})."
-    if torch is None and args.part == "all":
+    skipping = torch is None and args.part == "all" and not args.section
+    if skipping:
         print_safely(skipped)
     data = check_before_training(args)
     results = read_results(args.out)  # a damaged results.json is refused before any training
@@ -1289,7 +1277,7 @@ def run(args):
             credit = f", extra credit {max(accuracy - base, CREDIT_FLOOR):+.2f}" if base else ""
             print_safely(f"  {name:25} test accuracy {accuracy:.2f} %{credit}")
     print_safely(f"  Figures, weights and results.json in {args.out}.")
-    if torch is None and args.part == "all":
+    if skipping:
         print_safely("  " + skipped)
 
 

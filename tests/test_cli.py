@@ -73,6 +73,12 @@ def test_the_graders_run_without_torch_does_part_1_and_says_part_2_needs_torch(t
     )
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert "Part 2 needs PyTorch, which cannot be imported here" in run.stderr
+    for section in ("3.2", "2.3"):  # a section asked for skips nothing: no notice
+        run = run_script(
+            folder / "Project3.py", "--section", section, "--quick", cwd=elsewhere, blocked=blocked
+        )
+        assert "is skipped" not in run.stdout
+        assert run.returncode == (2 if section == "3.2" else 0), run.stderr
 
 
 def test_the_graders_quick_run_does_every_section_and_ends_with_the_summary(quick_run):

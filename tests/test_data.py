@@ -101,8 +101,13 @@ def test_a_scale_in_doubt_is_refused_with_the_range_found(tmp_path, images, foun
 
 
 def test_data_folder_found_beside_the_script_then_in_the_working_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "HERE", tmp_path / "script")
+    monkeypatch.setattr(P, "HERE", tmp_path)  # run from the script's own folder
     monkeypatch.chdir(tmp_path)
+    with pytest.raises(P.UserError) as raised:
+        P.find_data_dir()
+    names = f"{tmp_path / 'Project3_data'} or {tmp_path / 'Project3_Data'} to be a folder"
+    assert f"no data folder: expected {names}" in str(raised.value)  # each folder named once
+    monkeypatch.setattr(P, "HERE", tmp_path / "script")
     with pytest.raises(P.UserError, match="no data folder: expected"):
         P.find_data_dir()
     (tmp_path / "Project3_data").mkdir()
