@@ -1251,7 +1251,7 @@ def run(args):
         print_safely(skipped)
     data = check_before_training(args)
     results = read_results(args.out)  # a damaged results.json is refused before any training
-    results["versions"] = {  # the seconds and the last digits depend on them
+    results["versions"] = {  # of the latest run: the seconds and the last digits depend on them
         "python": sys.version.split()[0],
         "numpy": np.__version__,
         "matplotlib": matplotlib.__version__,
