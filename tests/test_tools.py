@@ -83,7 +83,7 @@ def author_file(tmp_path, monkeypatch):
 def test_report_tex_types_no_number_by_hand():
     tex = (ROOT / "report.tex").read_text()
     assert re.findall(r"\b\d{2}\.\d{1,2}\b", tex) == []  # accuracies such as 98.10 come from \R
-    assert r"\InputIfFileExists{figures/results.tex}" in tex
+    assert r"\InputIfFileExists{figures/numbers.tex}" in tex
 
 
 def figures_rewritten_here():
@@ -97,15 +97,15 @@ def figures_rewritten_here():
 
 
 def committed_macros():
-    """The macros of the committed figures/results.tex."""
+    """The macros of the committed figures/numbers.tex."""
     return dict(
         re.findall(
-            r"^\\resdef\{(\w+)\}\{(.*)\}$", (ROOT / "figures" / "results.tex").read_text(), re.M
+            r"^\\resdef\{(\w+)\}\{(.*)\}$", (ROOT / "figures" / "numbers.tex").read_text(), re.M
         )
     )
 
 
-def test_committed_results_tex_is_what_the_committed_results_give():
+def test_committed_numbers_tex_is_what_the_committed_results_give():
     if figures_rewritten_here():  # e.g. README's main job, then its tests, in one clone
         pytest.skip("figures/ were rewritten by a run here; this compares the committed files")
     results = sys.modules["common"].all_results(ROOT)  # results.json and the tools' files
@@ -149,6 +149,10 @@ def test_report_builds_from_the_committed_results_with_every_section_figure_and_
     assert all(float(pt) <= 1 for pt in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt too", log))
     info = subprocess.run(["pdfinfo", str(tmp_path / "report.pdf")], capture_output=True, text=True)
     assert int(re.search(r"Pages:\s+(\d+)", info.stdout).group(1)) <= 11  # references on 11
+    # A file is written through the temporary <stem>.tmp beside it: the report's files never share
+    # a stem, and so a temporary, with the runs' result files, even when both write at once.
+    written = {p.stem for p in (tmp_path / "figures").glob("*.tex")}
+    assert written and not written & {p.stem for p in (tmp_path / "figures").glob("*.json")}
 
 
 @needs_latex
