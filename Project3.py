@@ -131,10 +131,12 @@ def write_whole(path, write, *args, **kwargs):
 
 
 def save_figure(fig, out, name):
-    """The figure as PDF (for the report) and PNG (to look at), each written whole."""
+    """The figure as PDF (for the report) and PNG (to look at), each written whole; the PDF without
+    its creation date, so that a rerun that draws the same figure writes the same file."""
     for ext in ("pdf", "png"):
         path = out / "figures" / f"{name}.{ext}"
-        write_whole(path, fig.savefig, format=ext, dpi=200, bbox_inches="tight")
+        metadata = {"CreationDate": None} if ext == "pdf" else None
+        write_whole(path, fig.savefig, format=ext, dpi=200, bbox_inches="tight", metadata=metadata)
 
 
 def savez_to(path, arrays):

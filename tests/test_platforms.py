@@ -108,6 +108,19 @@ print("session unchanged")
 """
 
 
+def test_a_figure_drawn_again_is_the_same_file_byte_for_byte(tmp_path):
+    for out in (tmp_path / "first", tmp_path / "again"):
+        (out / "figures").mkdir(parents=True)
+        fig = P.new_figure(figsize=(2, 2))
+        fig.subplots().plot([0, 1, 4], label="$W_1$")
+        P.save_figure(fig, out, "line")
+    for ext in ("pdf", "png"):
+        first, again = (tmp_path / run / "figures" / f"line.{ext}" for run in ("first", "again"))
+        assert first.read_bytes() == again.read_bytes()
+    pdf = (tmp_path / "first" / "figures" / "line.pdf").read_bytes()
+    assert b"CreationDate" not in pdf  # no date: a rerun's PDF is no change
+
+
 def test_run_in_process_as_spyder_and_percent_run_do_it_leaves_the_session_as_it_was(tmp_path):
     folder, elsewhere = grader_folder(tmp_path)
     command = [sys.executable, "-c", IN_PROCESS, str(folder / "Project3.py"), str(tmp_path / "q")]
