@@ -353,10 +353,11 @@ class MLP:
                     theta[...] = a  # in place, as float32
                 net.seed = int(saved["seed"])
         except Exception as error:  # missing, a folder, not an .npz, an array missing, a pickle
-            problem = "file not found" if isinstance(error, FileNotFoundError) else error
+            found = isinstance(error, FileNotFoundError)
+            problem = "file not found" if found else f"no readable weights ({error})"
             raise UserError(
-                f"{path}: no readable weights ({problem}); run `python Project3.py --part mlp` "
-                "(same --out and --quick) to make them."
+                f"{path}: {problem}; run `python Project3.py --part mlp` (same --out and --quick) "
+                "to make them."
             ) from None
         return net
 
@@ -406,17 +407,12 @@ def section_2_3(data, args):
         exact = backprop[name].reshape(-1)[entries]
         finite_differences.append(relative_difference(np.array(numeric), exact, backprop[name]))
     chain = [relative_difference(chained[n], backprop[n], backprop[n]) for n in backprop]
-    record = {
-        "images": len(x),
-        "entries_per_parameter": n_entries,
-        "chain_vs_backprop": max(chain),
-        "finite_vs_backprop": max(finite_differences),
-    }
     print_safely(
         f"  update_grad against the chained Jacobians: {max(chain):.1e}, against finite "
         f"differences: {max(finite_differences):.1e} (largest differences, relative)"
     )
-    return {"gradient_check": record}
+    record = {"images": len(x), "entries_per_parameter": n_entries, "chain_vs_backprop": max(chain)}
+    return {"gradient_check": {**record, "finite_vs_backprop": max(finite_differences)}}
 
 
 # ==== 2.4 Training: mini-batch SGD, the four calls in order; scores after every epoch. ==========
@@ -460,60 +456,57 @@ def accuracy_and_loss(log_probs, y):
     return accuracy, cross_entropy
 
 
-def add_epoch(history, *, steps, train, val):
-    """Append an epoch's step count and (accuracy, loss) on training and validation images."""
-    keys = ("step", "train_acc", "train_loss", "val_acc", "val_loss")
-    for key, value in zip(keys, (steps, *train, *val)):
-        history.setdefault(key, []).append(round(value, 5))
-
-
-def print_epoch(tag, epoch, epochs, *, train, val, start):
-    """A line for the first and the last epoch and about 50 between (2.5's small run has 735)."""
-    if epoch not in (1, epochs) and epoch % max(1, epochs // 50):
-        return
-    elapsed = time.perf_counter() - start
-    remaining = elapsed / epoch * (epochs - epoch)
-    print_safely(
-        f"[{tag}] epoch {epoch}/{epochs}  train {100 * train[0]:.2f}%  val {100 * val[0]:.2f}%  "
-        f"{elapsed:.1f}s, ETA {remaining:.0f}s"
-    )
-
-
 def get_lr(epoch, epochs, *, lr, lr_final=None):
     """The learning rate of an epoch (1 to epochs): constant (2.4), or with lr_final the cosine
     decay of 2.6 from lr in the first epoch towards lr_final (Loshchilov and Hutter, 2017)."""
     if lr_final is None:
         return lr
-    # A numpy float64: numpy 2 then takes 2.6's Adam step in float64 before it stores the float32
-    # weights, numpy 1 in float32, so the two differ in the last digits of the weights.
     progress = (epoch - 1) / epochs
     return lr_final + (lr - lr_final) * (1 + np.cos(np.pi * progress)) / 2
 
 
-def train_mlp(
-    net, data, *, epochs, batch, lr, seed, tag, lr_final=None, augment=None, train_eval_n=None
-):
-    """Train net in place on data["train"], scoring the training images (or the first
-    train_eval_n) and data["val"] after every epoch. Returns the history of the epochs and the
-    weights of the epoch with the best validation accuracy."""
+def fit(net, data, run_epoch, log_probs, weights, *, epochs, tag, train_eval_n=None):
+    """The epochs of a training, the MLP's or the CNN's: run_epoch(epoch) trains net on
+    data["train"] and returns its steps; log_probs(net, images) then scores the training images
+    (or the first train_eval_n) and data["val"]. Returns the history of the epochs and the best
+    validation epoch's accuracy and weights() (a copy taken then)."""
     x, y = data["train"]
-    Y = np.eye(10, dtype=np.float32)[y]  # one-hot targets
-    rng = np.random.default_rng(seed)
-    history = {}
+    history = {key: [] for key in ("step", "train_acc", "train_loss", "val_acc", "val_loss")}
     best = {"val_acc": -1}
     start = time.perf_counter()
     steps = 0
     for epoch in range(1, epochs + 1):
-        lr_now = get_lr(epoch, epochs, lr=lr, lr_final=lr_final)
-        steps += train_epoch(net, x, Y, batch=batch, lr=lr_now, rng=rng, augment=augment)
-        train = accuracy_and_loss(mlp_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
-        val = accuracy_and_loss(mlp_log_probs(net, data["val"][0]), data["val"][1])
-        add_epoch(history, steps=steps, train=train, val=val)
-        print_epoch(tag, epoch, epochs, train=train, val=val, start=start)
+        steps += run_epoch(epoch)
+        train = accuracy_and_loss(log_probs(net, x[:train_eval_n]), y[:train_eval_n])
+        val = accuracy_and_loss(log_probs(net, data["val"][0]), data["val"][1])
+        for key, value in zip(history, (steps, *train, *val)):
+            history[key].append(round(value, 5))
         if history["val_acc"][-1] > best["val_acc"]:
-            params = {name: theta.copy() for name, theta in net.params().items()}
-            best = {"val_acc": history["val_acc"][-1], "params": params}
+            best = {"val_acc": history["val_acc"][-1], "weights": weights()}
+        if epoch in (1, epochs) or epoch % max(1, epochs // 50) == 0:  # about 50 lines in all
+            elapsed = time.perf_counter() - start
+            remaining = elapsed / epoch * (epochs - epoch)
+            print_safely(
+                f"[{tag}] epoch {epoch}/{epochs}  train {100 * train[0]:.2f}%  val "
+                f"{100 * val[0]:.2f}%  {elapsed:.1f}s, ETA {remaining:.0f}s"
+            )
     return history, best
+
+
+def train_mlp(net, data, *, epochs, batch, lr, seed, tag, lr_final=None, augment=None, **scoring):
+    """Train net in place on data["train"] with train_epoch at get_lr's rate, scored by fit (its
+    train_eval_n in scoring); returns fit's history and best epoch."""
+    x, Y = data["train"][0], np.eye(10, dtype=np.float32)[data["train"][1]]  # one-hot targets
+    rng = np.random.default_rng(seed)
+
+    def run_epoch(epoch):
+        lr_now = get_lr(epoch, epochs, lr=lr, lr_final=lr_final)
+        return train_epoch(net, x, Y, batch=batch, lr=lr_now, rng=rng, augment=augment)
+
+    def weights():
+        return {name: theta.copy() for name, theta in net.params().items()}
+
+    return fit(net, data, run_epoch, mlp_log_probs, weights, epochs=epochs, tag=tag, **scoring)
 
 
 def training_record(history, start, seed, **more):
@@ -692,7 +685,7 @@ def section_2_6(data, args):
     )
     record = training_record(history, start, args.seed, val_accuracy=best["val_acc"], config=cfg)
     for name, theta in net.params().items():
-        theta[...] = best["params"][name]  # the weights of the best epoch on validation
+        theta[...] = best["weights"][name]  # the weights of the best epoch on validation
     net.save(args.out / "weights" / "mlp.npz")
     title = "MLP of 2.6: Adam, cosine learning-rate decay, random affine distortions"
     plot_best_training(
@@ -891,27 +884,20 @@ def cnn_log_probs(net, x, chunk=500):
 
 
 def train_cnn(net, data, *, epochs, seed, tag, train_eval_n=None, **step_settings):
-    """train_mlp's loop for the CNN, with train_cnn_epoch (step_settings: batch, optimizer,
-    loss_fn and 3.4's scheduler and augment); returns the history and the best epoch's weights."""
-    x, y = data["train"]
+    """train_mlp's counterpart: train_cnn_epoch (step_settings: batch, optimizer, loss_fn and 3.4's
+    scheduler and augment) on the whole training split held as tensors, scored by fit."""
     device = next(net.parameters()).device
-    x_all = torch.from_numpy(x).to(device)
-    y_all = torch.from_numpy(y).to(device)
+    x, y = (torch.from_numpy(array).to(device) for array in data["train"])
     rng = np.random.default_rng(seed)
-    history = {}
-    best = {"val_acc": -1}
-    start = time.perf_counter()
-    steps = 0
-    for epoch in range(1, epochs + 1):
-        steps += train_cnn_epoch(net, x_all, y_all, rng=rng, **step_settings)
-        train = accuracy_and_loss(cnn_log_probs(net, x[:train_eval_n]), y[:train_eval_n])
-        val = accuracy_and_loss(cnn_log_probs(net, data["val"][0]), data["val"][1])
-        add_epoch(history, steps=steps, train=train, val=val)
-        print_epoch(tag, epoch, epochs, train=train, val=val, start=start)
-        if history["val_acc"][-1] > best["val_acc"]:
-            state = {name: tensor.clone() for name, tensor in net.state_dict().items()}
-            best = {"val_acc": history["val_acc"][-1], "state": state}
-    return history, best
+
+    def run_epoch(epoch):
+        return train_cnn_epoch(net, x, y, rng=rng, **step_settings)
+
+    def weights():
+        return {name: tensor.clone() for name, tensor in net.state_dict().items()}
+
+    scoring = {"epochs": epochs, "tag": tag, "train_eval_n": train_eval_n}
+    return fit(net, data, run_epoch, cnn_log_probs, weights, **scoring)
 
 
 def train_cnn_as_specified(data, *, epochs, seed, device, tag):
@@ -980,20 +966,22 @@ def section_3_3(data, args):
 # ==== 3.4 How well does it work? The template CNN, trained better. ===============================
 
 
+def label_smoothed_loss(logits, labels, smoothing):
+    """Cross-entropy with label smoothing s (Szegedy et al., 2016), written out: the target puts
+    1 - s + s/10 on the true digit and s/10 on each other, so the loss is
+    (1 - s) (-log p_true) + s mean_j(-log p_j), averaged over the batch."""
+    log_probs = F.log_softmax(logits, dim=1)
+    true_digit = -log_probs.gather(1, labels[:, None])[:, 0]
+    return ((1 - smoothing) * true_digit - smoothing * log_probs.mean(dim=1)).mean()
+
+
 def smoothed_cross_entropy(smoothing):
-    """Cross-entropy with label smoothing s (Szegedy et al., 2016): the target puts 1 - s + s/10 on
-    the true digit and s/10 on each other. torch's own loss where it has one (torch 1.10 and
-    newer), else the same written out: (1 - s) (-log p_true) + s mean_j(-log p_j), batch mean."""
+    """torch's own label-smoothed loss where it has one (torch 1.10 and newer), else the same
+    written out."""
     try:
         return torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
     except TypeError:
-
-        def loss(logits, labels):
-            log_probs = F.log_softmax(logits, dim=1)
-            true_digit = -log_probs.gather(1, labels[:, None])[:, 0]
-            return ((1 - smoothing) * true_digit - smoothing * log_probs.mean(dim=1)).mean()
-
-        return loss
+        return lambda logits, labels: label_smoothed_loss(logits, labels, smoothing)
 
 
 class RandomAffineTorch(RandomAffine):
@@ -1031,7 +1019,7 @@ def train_cnn_best(cfg, data, *, seed, device):
     history, best = train_cnn(
         net, data, epochs=cfg["epochs"], seed=seed, tag="3.4", train_eval_n=TRAIN_EVAL_N, **recipe
     )
-    net.load_state_dict(best["state"])  # the weights of the best epoch on validation
+    net.load_state_dict(best["weights"])  # the weights of the best epoch on validation
     return net, history, best
 
 
@@ -1069,21 +1057,14 @@ QUICK = {  # --quick: every code path in seconds, into quick/
 
 def settings(quick):
     """The trainings' settings as above; for --quick, QUICK's epochs and a third of its images."""
-    if not quick:
-        return {
-            "mlp_study": MLP_STUDY,
-            "mlp_best": MLP_BEST,
-            "cnn_study": CNN_STUDY,
-            "cnn_best": CNN_BEST,
-        }
-    epochs = QUICK["epochs"]
-    short = {"small_n": QUICK["train_n"] // 3, "epochs_small": epochs, "epochs_full": epochs}
-    return {
-        "mlp_study": short,
-        "mlp_best": {**MLP_BEST, "epochs": epochs},
-        "cnn_study": short,
-        "cnn_best": {**CNN_BEST, "epochs": epochs},
-    }
+    configs = {"mlp_study": MLP_STUDY, "mlp_best": MLP_BEST, "cnn_study": CNN_STUDY}
+    configs["cnn_best"] = CNN_BEST
+    if quick:
+        epochs = QUICK["epochs"]
+        short = {"small_n": QUICK["train_n"] // 3, "epochs_small": epochs, "epochs_full": epochs}
+        for key, cfg in configs.items():
+            configs[key] = {**cfg, **short} if "small_n" in cfg else {**cfg, "epochs": epochs}
+    return configs
 
 
 SECTIONS = {

@@ -23,20 +23,7 @@ def test_section_3_1_describes_the_module_itself(tmp_path):
         "layers"
     ]
     by_layer = {r["layer"]: r for r in rows}
-    assert [r["layer"] for r in rows] == [
-        "conv1",
-        "relu",
-        "pool",
-        "conv2",
-        "relu",
-        "pool",
-        "flatten",
-        "fc1",
-        "relu",
-        "fc2",
-        "relu",
-        "fc3",
-    ]
+    assert [r["layer"] for r in rows] == ["conv1", "pool", "conv2", "pool", "fc1", "fc2", "fc3"]
     assert by_layer["conv1"]["output"] == [6, 24, 24] and by_layer["conv2"]["output"] == [16, 8, 8]
     assert (
         by_layer["conv1"]["kernel_size"],
@@ -48,14 +35,22 @@ def test_section_3_1_describes_the_module_itself(tmp_path):
     assert sum(r["params"] for r in rows) == 44426
 
 
-def test_the_replayed_steps_of_3_1_are_what_forward_computes():
-    torch.manual_seed(4)
-    net = P.ConvNet()
-    x = torch.rand(3, 784)
-    replayed = x.reshape(-1, 1, 28, 28)
-    for _, layer in P.forward_steps(net):
-        replayed = layer(replayed)
-    assert torch.equal(replayed, net(x))
+def test_3_1_records_the_layers_that_forward_calls_in_its_order(monkeypatch):
+    """The rows come from forward() itself, not from a list beside it: each row's output is the
+    next row's input up to the flattening, and a forward() that calls conv1 and pool alone gives
+    those two rows."""
+    record = P.section_3_1(None, None)["cnn_architecture"]
+    rows = record["layers"]
+    assert all(a["output"] == b["input"] for a, b in zip(rows[:3], rows[1:4]))
+    assert record["total_params"] == sum(r["params"] for r in rows) == 44426
+    monkeypatch.setattr(
+        P.ConvNet, "forward", lambda net, x: net.pool(net.conv1(x.reshape(-1, 1, 28, 28)))
+    )
+    rows = P.section_3_1(None, None)["cnn_architecture"]["layers"]
+    assert [(r["layer"], r["output"]) for r in rows] == [
+        ("conv1", [6, 24, 24]),
+        ("pool", [6, 12, 12]),
+    ]
 
 
 def test_torch_distortions_are_the_numpy_ones():

@@ -341,7 +341,8 @@ def test_a_section_built_on_a_run_with_another_seed_says_which_seed(
     args = ["--section", section, "--quick", "--data", data, "--out", str(tmp_path / "out")]
     assert P.main([*args, "--seed", "1"]) == 2
     captured = capsys.readouterr()
-    assert "which ran with --seed 0, not 1: pass --seed 0." in captured.err
+    assert "beside that of 3.2 with --seed 1, and" in captured.err
+    assert "run `python Project3.py --section 3.2 --seed 1` first" in captured.err
     assert "epoch" not in captured.out
     if section == "3.3" and P.torch is None:
         return

@@ -40,8 +40,14 @@ def out_dir(given, writing=False):
     if given == "":
         raise P.UserError("--out needs a folder; an empty one was given.")
     out = Path(given).resolve() if given else ROOT
-    if writing:
-        P.check_writable(out, (".", "figures"))  # report.pdf and the zip go in out
+    if writing:  # report.pdf and the zip go in out, the tools' records in figures/
+        try:
+            for folder in (out, out / "figures"):
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "write-test.tmp").touch()
+                (folder / "write-test.tmp").unlink()
+        except OSError as error:
+            raise P.UserError(f"--out {out}: not a folder this tool can write ({error}).") from None
     return out
 
 
@@ -51,12 +57,38 @@ def pick_device(requested, needs_torch):
         return "cpu"
     if P.torch is None:
         raise P.UserError(f"this needs PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}).")
-    return P.pick_device(requested)
+    has_cuda = P.torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise P.UserError("--device cuda was asked for, but torch finds no CUDA device here.")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
+def summarized(record):
+    """A training's record from results.json with what the report quotes of its history beside it:
+    its epochs and steps, the last epoch's accuracies and the best validation epoch."""
+    if "history" not in record:
+        return record
+    history = record["history"]
+    best = max(range(len(history["val_acc"])), key=history["val_acc"].__getitem__)
+    return {
+        "epochs": len(history["step"]),
+        "steps": history["step"][-1],
+        "final_train_accuracy": history["train_acc"][-1],
+        "final_val_accuracy": history["val_acc"][-1],
+        "best_val_accuracy": history["val_acc"][best],
+        "best_epoch": best + 1,
+        **record,
+    }
+
+
+def run_results(out):
+    """Project3.py's results.json under out, each training summarized."""
+    return {key: summarized(entry) for key, entry in P.read_results(out).items()}
 
 
 def all_results(out):
     """results.json with every tool's entries beside Project3's: what the report is made from."""
-    results = P.read_results(out)
+    results = run_results(out)
     for name in TOOL_FILES:
         results.update(P.read_results(out, name))
     return results

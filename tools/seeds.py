@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import P, out_dir, run_tool
+from common import P, out_dir, run_results, run_tool
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 SECTION_NETWORK = {"2.5": "mlp_spec", "2.6": "mlp_best", "3.2": "cnn_spec", "3.4": "cnn_best"}
@@ -56,7 +56,7 @@ def run_seed(seed, args, scratch):
         argv += ["--device", args.device]
     if P.main(argv) != 0:
         raise P.UserError(f"the run with seed {seed} failed (its message is above).")
-    return P.read_results(Path(scratch))
+    return run_results(Path(scratch))
 
 
 def recorded_runs(results, args):

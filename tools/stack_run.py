@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, P, out_dir, run_tool
+from common import ROOT, P, out_dir, run_results, run_tool
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 VERSIONS = (
@@ -53,7 +53,7 @@ def main(argv=None):
         wall = time.perf_counter() - start
         if run.returncode != 0:
             raise P.UserError(f"the run on {args.python} failed with status {run.returncode}.")
-        results = P.read_results(folder / "quick" if args.quick else folder)
+        results = run_results(folder / "quick" if args.quick else folder)
     entry = {
         "python": python,
         "numpy": numpy,
