@@ -51,12 +51,9 @@ MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the v
     "batch": 128,  # smaller batches were no better
     "lr": 3e-3,  # Adam's learning rate in the first epoch of the cosine decay (get_lr)
     "lr_final": 2e-5,  # ... decaying towards this
-    "augment": {  # random affine distortions of each training image, drawn afresh every time
-        "rotate_deg": 8.0,  # rotation by up to +-8 degrees
-        "scale": 0.08,  # scaling by 1 +- 0.08
-        "shear": 0.10,  # horizontal shear by up to +-0.10
-        "shift": 1.5,  # shift by up to +-1.5 pixels in each direction
-    },
+    # Random affine distortions of every training image (RandomAffine): up to +-8 degrees,
+    # a scale of 1 +- 0.08, a horizontal shear of +-0.10, a shift of +-1.5 pixels each way.
+    "augment": {"rotate_deg": 8.0, "scale": 0.08, "shear": 0.10, "shift": 1.5},
 }
 CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "small_n": 2000,  # the first 2000 images, as in 2.5
@@ -68,7 +65,7 @@ CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the v
     "batch": 256,  # the assignment's batch; 128 was no better
     "lr": 4e-3,  # the peak of Adam's one-cycle learning rate
     "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
-    "augment": {"rotate_deg": 12.0, "scale": 0.10, "shear": 0.15, "shift": 2.5},  # > 2.6's
+    "augment": {"rotate_deg": 12.0, "scale": 0.10, "shear": 0.15, "shift": 2.5},  # beyond 2.6's
 }
 TRAIN_EVAL_N = 5000  # 2.6 and 3.4 score training accuracy on the first 5000 images, for speed
 NETWORKS = (  # (results key, name, the accuracy above which each point is extra credit)
@@ -179,21 +176,37 @@ def find_data_dir(given=None):
 
 
 def read_npy(path, kinds, what):
-    """One array saved with np.save, read without pickle, whose dtype.kind is one of kinds."""
+    """One array saved with np.save, whose dtype.kind is one of kinds (u unsigned and i signed
+    integers, f floating point), read without pickle; anything else is refused, from the file's
+    header where it can be, before its data is read."""
+    if not path.is_file():  # missing, a folder, or a FIFO or a device, which is never waited on
+        found = (
+            "not a regular file (a folder, FIFO or device)" if path.exists() else "file not found"
+        )
+        raise UserError(f"{path}: {found}; expected {what} saved by numpy.save.")
     try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UserError(f"{path}: file not found.") from None
+        with open(path, "rb") as file:
+            magic = file.read(6)
+            if magic[:2] == b"PK":
+                raise UserError(f"{path}: expected {what}, found an .npz archive.")
+            if magic != b"\x93NUMPY":
+                raise UserError(
+                    f"{path}: not a readable .npy array (its first bytes are not numpy's); "
+                    f"expected {what} saved by numpy.save."
+                )
+            file.seek(0)
+            if np.lib.format.read_magic(file) == (1, 0):
+                dtype = np.lib.format.read_array_header_1_0(file)[2]
+            else:  # versions 2 and 3: the same header, longer
+                dtype = np.lib.format.read_array_header_2_0(file)[2]
+            if dtype.kind not in kinds:
+                raise UserError(f"{path}: expected {what}, found dtype {dtype}.")
+            file.seek(0)
+            return np.load(file, allow_pickle=False)
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror or error}).") from None
-    except Exception as error:  # damaged, cut short, not .npy, Python objects
-        raise UserError(f"{path}: not a readable .npy array of numbers ({error}).") from None
-    if not isinstance(array, np.ndarray):  # an .npz archive, open until closed
-        array.close()
-        raise UserError(f"{path}: expected {what}, found an .npz archive.")
-    if array.dtype.kind not in kinds:
-        raise UserError(f"{path}: expected {what}, found dtype {array.dtype}.")
-    return array
+    except ValueError as error:  # a damaged header, or the data cut short
+        raise UserError(f"{path}: not a readable .npy array ({error}).") from None
 
 
 def read_split(folder, split):
@@ -234,7 +247,7 @@ def load_data(folder, splits=("train", "val", "test")):
     high = max(largest.values())
     if smallest < 0 or 1 < high < 128 or high > 255 or min(largest.values()) <= 1 < high:
         raise UserError(
-            f"{folder}: pixels range from {smallest:g} to {high:g}, so their scale is in doubt "
+            f"{folder}: pixels range from {smallest:.9g} to {high:.9g}, so their scale is in doubt "
             f"(largest per split: {largest}); expected all in [0, 1] or all grey levels 0-255 "
             "(largest at least 128)."
         )
@@ -362,16 +375,12 @@ class MLP:
         return net
 
 
-def relative_difference(a, b, gradient):
-    """The largest difference between a and b, relative to the largest entry of the gradient."""
-    return float(np.abs(a - b).max() / np.abs(gradient).max())
-
-
 def section_2_3(data, args):
     """update_grad checked in double precision at new weights (2.2) on the first 8 validation
     images: against the six Jacobians of 2.3.1 chained image by image, and against central finite
-    differences of the summed cross-entropy at 10 entries of each parameter."""
-    n_images, n_entries = 8, 10
+    differences of the summed cross-entropy at 10 entries of each parameter. The numbers are the
+    largest differences relative to the largest entry of each gradient."""
+    n_images, n_entries, eps = 8, 10, 1e-6
     net = MLP(seed=args.seed)
     for name, theta in net.params().items():
         setattr(net, name, theta.astype(np.float64))
@@ -391,28 +400,26 @@ def section_2_3(data, args):
         chained["b1"] += dL_da1 @ J["da1/db1"]
         chained["W1"] += (dL_da1 @ J["da1/dW1"]).reshape(net.W1.shape)
     rng = np.random.default_rng(args.seed)
-    eps = 1e-6
-    finite_differences = []
+    chain, finite = [], []
     for name, theta in net.params().items():
+        scale = np.abs(backprop[name]).max()
+        chain.append(np.abs(chained[name] - backprop[name]).max() / scale)
         flat = theta.reshape(-1)  # a view: an entry changed here changes the network
-        entries = rng.choice(flat.size, size=n_entries, replace=False)
-        numeric = []
-        for i in entries:
+        for i in rng.choice(flat.size, size=n_entries, replace=False):
             losses = []
             for shifted in (flat[i] + eps, flat[i] - eps, flat[i]):  # the last restores it
                 flat[i] = shifted
                 net.forward(x)
                 losses.append(-np.sum(Y * log_softmax(net.a2)))
-            numeric.append((losses[0] - losses[1]) / (2 * eps))
-        exact = backprop[name].reshape(-1)[entries]
-        finite_differences.append(relative_difference(np.array(numeric), exact, backprop[name]))
-    chain = [relative_difference(chained[n], backprop[n], backprop[n]) for n in backprop]
+            numeric = (losses[0] - losses[1]) / (2 * eps)
+            finite.append(abs(numeric - backprop[name].reshape(-1)[i]) / scale)
+    chain, finite = float(max(chain)), float(max(finite))
     print_safely(
-        f"  update_grad against the chained Jacobians: {max(chain):.1e}, against finite "
-        f"differences: {max(finite_differences):.1e} (largest differences, relative)"
+        f"  update_grad against the chained Jacobians: {chain:.1e}, against finite "
+        f"differences: {finite:.1e} (largest differences, relative)"
     )
-    record = {"images": len(x), "entries_per_parameter": n_entries, "chain_vs_backprop": max(chain)}
-    return {"gradient_check": {**record, "finite_vs_backprop": max(finite_differences)}}
+    record = {"images": n_images, "entries_per_parameter": n_entries, "chain_vs_backprop": chain}
+    return {"gradient_check": {**record, "finite_vs_backprop": finite}}
 
 
 # ==== 2.4 Training: mini-batch SGD, the four calls in order; scores after every epoch. ==========

@@ -86,8 +86,12 @@ def test_splits_scaled_differently_are_refused(tmp_path):
     [
         (
             lambda x: np.where(x > 0, np.float32(1.0001), 0).astype(np.float32),
-            "from 0 to 1.0001",
+            "from 0 to 1.00010002",
         ),  # rounding in [0, 1]
+        (  # one float32 step above 1: the message shows the value, not a rounded 1
+            lambda x: np.where(x > 0, np.nextafter(np.float32(1), np.float32(2)), 0),
+            "from 0 to 1.00000012",
+        ),
         (lambda x: (x // 16).astype(np.uint8), "from 0 to 15"),  # grey levels 0-15
         (lambda x: x.astype(np.float32) - 1, "from -1 to 254"),
         (lambda x: x.astype(np.float32) * 2, "from 0 to 510"),
@@ -160,7 +164,7 @@ def _break(folder, case):
         return "expected integer or floating-point pixels, found dtype complex64"
     if case == "objects":
         np.save(img, np.array([x, None], dtype=object), allow_pickle=True)
-        return "not a readable .npy array of numbers"
+        return "expected integer or floating-point pixels, found dtype object"
     if case == "all_zero":
         np.save(img, np.zeros_like(x))
         return "every pixel is 0"
