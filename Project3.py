@@ -13,23 +13,30 @@ import sys
 import time
 from pathlib import Path
 
-try:
-    import matplotlib
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # not pyplot: an IDE's own figures are left alone
-except ImportError as error:  # the whole assignment needs numpy and matplotlib
-    print(f"Project3.py: error: numpy and matplotlib are needed ({error}).", file=sys.stderr)
-    sys.exit(2)
-try:  # Part 2 only: Part 1 runs where torch is missing or broken
-    import torch
-    import torch.nn.functional as F
+try:  # Ctrl-C during the imports (a second or two) ends the run as it does anywhere else
+    try:
+        import matplotlib
+        import matplotlib.style
+        import numpy as np
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure  # not pyplot: an IDE's own figures are left alone
+    except (ImportError, ValueError) as error:  # missing, or an MPLBACKEND matplotlib refuses
+        needed = "numpy and matplotlib are needed" if isinstance(error, ImportError) else ""
+        problem = needed or "matplotlib refuses to start; if MPLBACKEND is set, unset it"
+        print(f"Project3.py: error: {problem} ({str(error).split(';')[0]}).", file=sys.stderr)
+        sys.exit(2)
+    try:  # Part 2 only: Part 1 runs where torch is missing or broken
+        import torch
+        import torch.nn.functional as F
 
-    torch.from_numpy(np.zeros(1))  # a torch built for another numpy fails here, not in 3.2
-    TORCH_PROBLEM = None
-except Exception as error:  # not installed, a broken install, a missing library: no Part 2
-    torch = F = None
-    TORCH_PROBLEM = f"{type(error).__name__}: {error}"
+        torch.from_numpy(np.zeros(1))  # a torch built for another numpy fails here, not in 3.2
+        TORCH_PROBLEM = None
+    except Exception as error:  # not installed, a broken install, a missing library: no Part 2
+        torch = F = None
+        TORCH_PROBLEM = f"{type(error).__name__}: {error}"
+except KeyboardInterrupt:
+    print("Project3.py: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 TorchModule = object if torch is None else torch.nn.Module  # without torch: never instantiated
 # The data and the outputs beside this file (for code run without a file: the working folder).
@@ -139,13 +146,19 @@ def save_arrays(path, arrays):
 
 
 def read_results(out, name="results.json"):
-    """figures/results.json under out ({} if there is none); a damaged one is refused. (The tools
-    read and write their own files in figures/ with these two.)"""
+    """figures/results.json under out ({} if there is none): an object of objects, its numbers
+    finite; anything else is refused. (The tools read and write their own files with these two.)"""
     path = out / "figures" / name
+
+    def no_constant(constant):
+        raise ValueError(f"{constant} where a number belongs")
+
     try:
-        results = json.loads(path.read_text()) if path.exists() else {}
+        results = json.loads(path.read_text(), parse_constant=no_constant) if path.exists() else {}
         if not isinstance(results, dict) or not all(isinstance(v, dict) for v in results.values()):
             raise ValueError("expected an object of objects")
+        if not all(isinstance(v, (int, float)) for v in results.get("seconds", {}).values()):
+            raise ValueError("expected seconds to map sections to numbers")
     except (OSError, ValueError) as error:
         problem = getattr(error, "strerror", None) or error
         raise UserError(
@@ -158,6 +171,24 @@ def read_results(out, name="results.json"):
 def write_results(out, results, name="results.json"):
     text = json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n"
     write_whole(out / "figures" / name, Path.write_text, text)
+
+
+def saved_record(args, section, key, run=None):
+    """results.json's record key, written by section in an earlier run, refused (naming the
+    section to rerun) where that section did not finish, or where weights read beside it (their
+    run given) were written by another run."""
+    results = read_results(args.out)
+    record = results.get(key)
+    rerun = f"run `python Project3.py --section {section}` first (same --out and --quick)"
+    if section in results.get("unfinished", {}):
+        problem = f"section {section} was interrupted, so its files in {args.out} may not match"
+    elif record is None:
+        problem = f"{args.out / 'figures' / 'results.json'} holds no record of section {section}"
+    elif run is not None and run != record.get("run"):
+        problem = f"the weights of section {section} in {args.out} are not those of its record"
+    else:
+        return record
+    raise UserError(f"{problem}: {rerun}.")
 
 
 # ==== Data: the three splits, checked and scaled alike before anything is trained. ===============
@@ -280,6 +311,7 @@ class MLP:
 
     def __init__(self, n_in=784, n_hidden=64, n_out=10, seed=None):
         self.seed = seed  # saved with the weights: 2.8 compares them with where they started
+        self.run = ""  # the run that trained them, saved with them and in their record
         rng = np.random.default_rng(seed)  # 2.2: weights ~ N(0, 0.1^2), biases 0
         self.W1 = (0.1 * rng.standard_normal((n_hidden, n_in))).astype(np.float32)
         self.b1 = np.zeros(n_hidden, dtype=np.float32)
@@ -351,7 +383,7 @@ class MLP:
         self.b2 -= lr * self.b2_grad
 
     def save(self, path):
-        save_arrays(path, {**self.params(), "seed": np.array(self.seed)})
+        save_arrays(path, {**self.params(), "seed": np.array(self.seed), "run": np.array(self.run)})
 
     @classmethod
     def load(cls, path):
@@ -364,7 +396,7 @@ class MLP:
                     if a.shape != theta.shape or a.dtype.kind != "f" or not np.isfinite(a).all():
                         raise ValueError(f"{name} should be finite floats of shape {theta.shape}")
                     theta[...] = a  # in place, as float32
-                net.seed = int(saved["seed"])
+                net.seed, net.run = int(saved["seed"]), str(saved["run"])
         except Exception as error:  # missing, a folder, not an .npz, an array missing, a pickle
             found = isinstance(error, FileNotFoundError)
             problem = "file not found" if found else f"no readable weights ({error})"
@@ -426,6 +458,15 @@ def section_2_3(data, args):
 # (train_mlp also takes 2.6's additions: a decaying learning rate, distortions, the best epoch.)
 
 
+HISTORY = (
+    "step",
+    "train_acc",
+    "train_loss",
+    "val_acc",
+    "val_loss",
+)  # a list each, an entry an epoch
+
+
 def batches(n, batch, rng):
     """One epoch's mini-batches: a fresh random order of the n images, cut into pieces."""
     order = rng.permutation(n)
@@ -478,7 +519,7 @@ def fit(net, data, run_epoch, log_probs, weights, *, epochs, tag, train_eval_n=N
     (or the first train_eval_n) and data["val"]. Returns the history of the epochs and the best
     validation epoch's accuracy and weights() (a copy taken then)."""
     x, y = data["train"]
-    history = {key: [] for key in ("step", "train_acc", "train_loss", "val_acc", "val_loss")}
+    history = {key: [] for key in HISTORY}
     best = {"val_acc": -1}
     start = time.perf_counter()
     steps = 0
@@ -516,13 +557,14 @@ def train_mlp(net, data, *, epochs, batch, lr, seed, tag, lr_final=None, augment
     return fit(net, data, run_epoch, mlp_log_probs, weights, epochs=epochs, tag=tag, **scoring)
 
 
-def training_record(history, start, seed, **more):
-    """What results.json keeps of a training; val_accuracy is that of the weights that were kept:
-    the last epoch's unless more says else."""
+def training_record(history, start, args, **more):
+    """What results.json keeps of a training of this run; val_accuracy is that of the weights that
+    were kept: the last epoch's unless more says else."""
     seconds = round(time.perf_counter() - start, 1)
     return {
         "val_accuracy": history["val_acc"][-1],
-        "seed": seed,
+        "seed": args.seed,
+        "run": args.run,
         "train_seconds": seconds,
         "history": history,
         **more,
@@ -590,10 +632,11 @@ def section_2_5(data, args):
         history, _ = train_mlp(  # with the specified batch and learning rate
             net, subset, epochs=epochs, seed=args.seed, tag=f"2.5, {n} images", **SPEC
         )
-        results[key] = training_record(history, start, args.seed, train_n=n)
+        results[key] = training_record(history, start, args, train_n=n)
         which = "first" if n < len(x) else "all"
         runs.append((f"{which} {n} images, {epochs} epochs", history))
         if key == "mlp_spec":  # the network trained on all the images is the one kept
+            net.run = args.run
             net.save(args.out / "weights" / "mlp_spec.npz")
             results[key].update(test_scores(mlp_log_probs(net, data["test"][0]), data["test"]))
     title = f"MLP: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
@@ -690,9 +733,10 @@ def section_2_6(data, args):
     history, best = train_mlp(
         net, data, **recipe, seed=args.seed, tag="2.6", train_eval_n=TRAIN_EVAL_N
     )
-    record = training_record(history, start, args.seed, val_accuracy=best["val_acc"], config=cfg)
+    record = training_record(history, start, args, val_accuracy=best["val_acc"], config=cfg)
     for name, theta in net.params().items():
         theta[...] = best["weights"][name]  # the weights of the best epoch on validation
+    net.run = args.run
     net.save(args.out / "weights" / "mlp.npz")
     title = "MLP of 2.6: Adam, cosine learning-rate decay, random affine distortions"
     plot_best_training(
@@ -730,7 +774,7 @@ def plot_mistakes(pairs, *, test, predicted, out, name, title):
     save_figure(fig, out, name)
 
 
-def confusion_section(key, *, predicted, test, out, title):
+def confusion_section(key, predicted, test, *, out, title, run):
     """The 10x10 confusion matrix on the test split, and the test images behind its largest
     off-diagonal counts; returns the matrix and what the report quotes of it."""
     C = np.zeros((10, 10), dtype=np.int64)  # C[i, j]: the images of digit i predicted as j
@@ -744,6 +788,7 @@ def confusion_section(key, *, predicted, test, out, title):
     per_class = np.diag(C) / np.maximum(C.sum(axis=1), 1)
     top = [{"true": i, "predicted": j, "count": count} for count, i, j in pairs[:8]]
     record = {
+        "run": run,  # the network's
         "matrix": C.tolist(),
         "per_class_accuracy": per_class.round(4).tolist(),
         "top_confusions": top,
@@ -754,10 +799,10 @@ def confusion_section(key, *, predicted, test, out, title):
 def section_2_7(data, args):
     """The confusion matrix of the 2.6 network (weights/mlp.npz) on the test split."""
     net = MLP.load(args.out / "weights" / "mlp.npz")
+    saved_record(args, "2.6", "mlp_best", net.run)
     predicted = mlp_log_probs(net, data["test"][0]).argmax(axis=1)
-    return confusion_section(
-        "mlp", predicted=predicted, test=data["test"], out=args.out, title="MLP of 2.6"
-    )
+    title = "MLP of 2.6"
+    return confusion_section("mlp", predicted, data["test"], out=args.out, title=title, run=net.run)
 
 
 # ==== 2.8 The rows of W1 as 28x28 templates, as specified (2.5) and trained better (2.6). ========
@@ -777,6 +822,8 @@ def section_2_8(data, args):
         "mlp_spec": MLP.load(weights / "mlp_spec.npz"),
         "mlp_best": MLP.load(weights / "mlp.npz"),
     }
+    for (key, net), section in zip(nets.items(), ("2.5", "2.6")):
+        saved_record(args, section, key, net.run)  # the weights and the record of one run
     fig = new_figure(figsize=(6.3, 3.3))
     panels = fig.subplots(1, 2)
     names = ("as specified (2.5)", "trained better (2.6)")
@@ -794,6 +841,7 @@ def section_2_8(data, args):
     for key, net in nets.items():
         initial = MLP(seed=net.seed).W1  # where its training started (2.2)
         record[key] = {
+            "run": net.run,
             "rms_blank": rms(net.W1[:, blank]),
             "rms_inked": rms(net.W1[:, ~blank]),
             "rms_change_inked": rms(net.W1[:, ~blank] - initial[:, ~blank]),  # what training added
@@ -919,8 +967,11 @@ def train_cnn_as_specified(data, *, epochs, seed, device, tag):
     return net, history
 
 
-def save_cnn(net, path):
-    save_arrays(path, {name: t.cpu().numpy() for name, t in net.state_dict().items()})
+def save_cnn(net, path, run):
+    """The CNN's state dict as plain arrays, and the run that trained it."""
+    save_arrays(
+        path, {"run": np.array(run), **{k: t.cpu().numpy() for k, t in net.state_dict().items()}}
+    )
 
 
 def section_3_2(data, args):
@@ -931,8 +982,8 @@ def section_3_2(data, args):
     net, history = train_cnn_as_specified(
         data, epochs=epochs, seed=args.seed, device=args.device, tag=f"3.2, {n} images"
     )
-    record = training_record(history, start, args.seed, train_n=n)
-    save_cnn(net, args.out / "weights" / "cnn_spec.npz")
+    record = training_record(history, start, args, train_n=n)
+    save_cnn(net, args.out / "weights" / "cnn_spec.npz", args.run)
     record.update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     return {"cnn_spec": record}
 
@@ -943,12 +994,16 @@ def section_3_2(data, args):
 def section_3_3(data, args):
     """The training of 3.2 on the first 2000 images, plotted above 3.2's run on all 50000."""
     cfg = args.config["cnn_study"]
-    full = read_results(args.out).get("cnn_spec", {})  # 3.2's run, checked before training
-    if full.get("seed") != args.seed or not isinstance(full.get("history"), dict):
+    full = saved_record(args, "3.2", "cnn_spec")  # 3.2's run, checked before training
+    full_history = full.get("history") if isinstance(full.get("history"), dict) else {}
+    columns = [full_history.get(key) for key in HISTORY]
+    numbers = [isinstance(c, list) and all(isinstance(v, (int, float)) for v in c) for c in columns]
+    if not all(numbers) or len({len(c) for c in columns}) != 1 or not columns[0]:
+        raise UserError("the record of section 3.2 holds no training history: rerun section 3.2.")
+    if full.get("seed") != args.seed:
         raise UserError(
-            f"section 3.3 plots its run beside that of 3.2 with --seed {args.seed}, and "
-            f"{args.out / 'figures'} has none: run `python Project3.py --section 3.2 --seed "
-            f"{args.seed}` first (same --out and --quick)."
+            f"section 3.3 plots its run beside 3.2's, which ran with --seed {full.get('seed')}, "
+            f"not {args.seed}: pass --seed {full.get('seed')}, or rerun section 3.2."
         )
     x, y = data["train"]
     n = min(cfg["small_n"], len(x) // 3)  # as in 2.5
@@ -963,11 +1018,11 @@ def section_3_3(data, args):
     )
     runs = [
         (f"first {n} images, {cfg['epochs_small']} epochs", history),
-        (f"all {full['train_n']} images, {len(full['history']['step'])} epochs", full["history"]),
+        (f"all {len(x)} images, {len(full_history['step'])} epochs", full_history),
     ]
     title = f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
     plot_curves(runs, title=title, out=args.out, name="cnn_study")
-    return {"cnn_spec_2000": training_record(history, start, args.seed, train_n=n)}
+    return {"cnn_spec_2000": training_record(history, start, args, train_n=n)}
 
 
 # ==== 3.4 How well does it work? The template CNN, trained better. ===============================
@@ -1036,9 +1091,9 @@ def section_3_4(data, args):
     start = time.perf_counter()
     net, history, best = train_cnn_best(cfg, data, seed=args.seed, device=args.device)
     record = training_record(
-        history, start, args.seed, val_accuracy=best["val_acc"], config=cfg, device=args.device
+        history, start, args, val_accuracy=best["val_acc"], config=cfg, device=args.device
     )
-    save_cnn(net, args.out / "weights" / "cnn.npz")
+    save_cnn(net, args.out / "weights" / "cnn.npz", args.run)
     title = "CNN of 3.4: Adam, one-cycle learning rate, label smoothing, random affine distortions"
     plot_best_training(
         history, data, title=title, out=args.out, name="cnn_best_training", accuracy_from=95
@@ -1048,7 +1103,7 @@ def section_3_4(data, args):
     predicted = test_log_probs.argmax(axis=1)
     title = "CNN of 3.4"
     confusion = confusion_section(
-        "cnn", predicted=predicted, test=data["test"], out=args.out, title=title
+        "cnn", predicted, data["test"], out=args.out, title=title, run=args.run
     )
     return {"cnn_best": record, **confusion}
 
@@ -1132,47 +1187,40 @@ def check_before_training(args):
     except OSError as error:
         raise UserError(f"--out {args.out}: not a folder this run can write ({error}).") from None
     args.config = settings(args.quick)
+    args.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"  # in its files
     for split in ("train", "val") if args.quick else ():
         data[split] = tuple(array[: QUICK[f"{split}_n"]] for array in data[split])
     return data
 
 
 def run(args):
-    """The sections asked for, in the report's order; each one's results are written as soon as
-    it is done, so that a failure later keeps them."""
+    """The sections asked for, in the report's order, alone in args.out (a lock file keeps out any
+    other run). Each section is marked unfinished in results.json while it writes its files, and
+    its records replace the mark when it is done: an interrupted section is never taken as whole."""
     start = time.perf_counter()
     skipped = f"Part 2 (3.1-3.4) is skipped: it needs PyTorch ({TORCH_PROBLEM})."
     skipping = torch is None and args.part == "all" and not args.section
     if skipping:
         print_safely(skipped)
     data = check_before_training(args)
-    results = read_results(args.out)  # a damaged results.json is refused before any training
-    results["versions"] = {  # of the latest run: the seconds and the last digits depend on them
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "matplotlib": matplotlib.__version__,
-        "torch": getattr(torch, "__version__", None),
-    }
-    write_results(args.out, results)  # an --out that takes no new file is refused here
-    this_run = {}
-    for done, section in enumerate(args.sections):
-        print_safely(f"== {section} ==")
-        section_start = time.perf_counter()
-        try:
-            this_run.update(SECTIONS[section](data, args))
-        except UserError as error:
-            finished = f"; sections {', '.join(args.sections[:done])} finished, their files kept"
-            raise UserError(error.args[0].rstrip(".") + (finished if done else "") + ".") from None
-        seconds = {
-            **results.get("seconds", {}),
-            section: round(time.perf_counter() - section_start, 1),
-        }
-        results.update(this_run, seconds=seconds)
-        write_results(args.out, results)
+    lock = args.out / "figures" / ".run.lock"
+    try:
+        lock.open("x").close()
+    except FileExistsError:
+        raise UserError(
+            f"another run is writing into {args.out} ({lock} exists): wait until it ends, or "
+            "delete that file if no run is going on (a run killed outright leaves it behind)."
+        ) from None
+    except OSError as error:
+        raise UserError(f"--out {args.out}: not a folder this run can write ({error}).") from None
+    try:
+        records = run_sections(data, args)
+    finally:
+        lock.unlink()
     print_safely(f"\nDone in {time.perf_counter() - start:.0f} s (seed {args.seed}).")
     for key, name, base in NETWORKS:
-        if key in this_run:
-            accuracy = 100 * this_run[key]["test_accuracy"]
+        if key in records:
+            accuracy = 100 * records[key]["test_accuracy"]
             credit = f", extra credit {max(accuracy - base, CREDIT_FLOOR):+.2f}" if base else ""
             print_safely(f"  {name:25} test accuracy {accuracy:.2f} %{credit}")
     print_safely(f"  Figures, weights and results.json in {args.out}.")
@@ -1180,10 +1228,38 @@ def run(args):
         print_safely("  " + skipped)
 
 
+def run_sections(data, args):
+    """run's sections, results.json written before and after each; returns this run's records."""
+    results = read_results(args.out)  # a damaged results.json is refused before any training
+    results["versions"] = {  # of the latest run: the seconds and the last digits depend on them
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "matplotlib": matplotlib.__version__,
+        "torch": getattr(torch, "__version__", None),
+    }
+    records = {}
+    for done, section in enumerate(args.sections):
+        print_safely(f"== {section} ==")
+        results["unfinished"] = {**results.get("unfinished", {}), section: args.run}
+        write_results(args.out, results)
+        section_start = time.perf_counter()
+        try:
+            records.update(SECTIONS[section](data, args))
+        except UserError as error:
+            finished = f"; sections {', '.join(args.sections[:done])} finished, their files kept"
+            raise UserError(error.args[0].rstrip(".") + (finished if done else "") + ".") from None
+        seconds = round(time.perf_counter() - section_start, 1)
+        del results["unfinished"][section]
+        results.update(records, seconds={**results.get("seconds", {}), section: seconds})
+        write_results(args.out, results)
+    return records
+
+
 def main(argv=None):
     args = parse_args(argv)
+    stdout = sys.stdout  # print_safely drops a closed one; the caller gets its own back
     try:
-        with matplotlib.rc_context(FIGURE_STYLE):
+        with matplotlib.style.context(["default", FIGURE_STYLE]):  # whatever the caller's settings
             run(args)
     except UserError as error:
         print(f"Project3.py: error: {error}", file=sys.stderr)
@@ -1195,6 +1271,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("Project3.py: interrupted; the files finished so far are whole.", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = stdout
     return 0
 
 

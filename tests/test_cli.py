@@ -121,7 +121,7 @@ def test_section_3_3_plots_beside_the_run_of_3_2_and_asks_for_it_first(tmp_path,
     args = ["--quick", "--data", str(data), "--out", str(tmp_path / "out")]
     assert P.main(["--section", "3.3", *args]) == 2
     captured = capsys.readouterr()
-    assert "run `python Project3.py --section 3.2 --seed 0` first" in captured.err
+    assert "run `python Project3.py --section 3.2` first" in captured.err
     assert "epoch" not in captured.out
     assert P.main(["--section", "3.2", *args]) == 0
     assert P.main(["--section", "3.3", *args]) == 0
@@ -175,7 +175,8 @@ def test_training_never_reads_the_test_split(tmp_path):
         weights[name] = {f: dict(np.load(out / "weights" / f)) for f in ("mlp_spec.npz", "mlp.npz")}
     for file, params in weights["real"].items():
         for name, theta in params.items():
-            np.testing.assert_array_equal(theta, weights["garbage"][file][name])
+            if name != "run":  # each run has its own id
+                np.testing.assert_array_equal(theta, weights["garbage"][file][name])
 
 
 def test_importing_project3_without_torch_has_no_side_effects(tmp_path):

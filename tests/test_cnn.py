@@ -90,10 +90,11 @@ def test_train_cnn_lowers_the_loss_and_repeats_exactly_on_the_cpu():
 def test_save_and_load_give_identical_predictions(tmp_path):
     torch.manual_seed(1)
     net = P.ConvNet()
-    P.save_cnn(net, tmp_path / "cnn.npz")
+    P.save_cnn(net, tmp_path / "cnn.npz", "run-1")
     back = P.ConvNet()
     arrays = np.load(tmp_path / "cnn.npz", allow_pickle=False)  # plain arrays, as state_dict
-    back.load_state_dict({name: torch.from_numpy(arrays[name]) for name in arrays.files})
+    assert str(arrays["run"]) == "run-1"  # and the run that made them
+    back.load_state_dict({name: torch.from_numpy(arrays[name]) for name in back.state_dict()})
     x = np.random.default_rng(1).random((64, 784), dtype=np.float32)
     np.testing.assert_array_equal(P.cnn_log_probs(net, x), P.cnn_log_probs(back, x))
     assert [p.name for p in tmp_path.iterdir()] == ["cnn.npz"]
@@ -132,7 +133,7 @@ def test_label_smoothing_written_out_is_torchs_where_torch_has_it():
 
 def test_cnn_weights_are_plain_arrays_that_need_no_pickle(tmp_path):
     torch.manual_seed(2)
-    P.save_cnn(P.ConvNet(), tmp_path / "cnn.npz")
+    P.save_cnn(P.ConvNet(), tmp_path / "cnn.npz", "run-2")
     with np.load(tmp_path / "cnn.npz", allow_pickle=False) as saved:
-        assert sorted(saved.files) == sorted(P.ConvNet().state_dict())
-        assert all(saved[name].dtype == np.float32 for name in saved.files)
+        assert sorted(saved.files) == sorted([*P.ConvNet().state_dict(), "run"])
+        assert all(saved[name].dtype == np.float32 for name in P.ConvNet().state_dict())

@@ -36,7 +36,9 @@ from conftest import (
         ("[]", "expected an object of objects"),
         ("null", "expected an object of objects"),
         ('{"seconds": 5}', "expected an object of objects"),
-        ('{"mlp_spec": NaN}', "expected an object of objects"),
+        ('{"mlp_spec": NaN}', "NaN where a number belongs"),
+        ('{"mlp_spec": {"history": {"val_acc": [Infinity]}}}', "Infinity where a number belongs"),
+        ('{"seconds": {"2.5": "slow"}}', "expected seconds to map sections to numbers"),
     ],
 )
 def test_a_damaged_results_json_is_one_sentence_before_training(tmp_path, capsys, damaged, found):
@@ -200,9 +202,14 @@ def test_a_temporary_left_by_a_killed_run_costs_the_next_run_nothing(tmp_path):
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGKILL"])
 def test_a_run_killed_midway_leaves_whole_files_and_the_next_run_completes(tmp_path, signame):
+    """Killed while 2.6 trains: 2.5's files are whole and agree; 2.6 is marked unfinished, so 2.7
+    refuses its weights; the lock that a killed run cannot remove makes the next run refuse with
+    one sentence naming it, and once it is deleted the next run completes."""
     folder, elsewhere = grader_folder(tmp_path)
     env = dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")))
     command = [sys.executable, str(folder / "Project3.py"), "--part", "mlp", "--quick"]
+    first = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr  # a whole run's files, which the next overwrites
     run = subprocess.Popen(
         command, cwd=elsewhere, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -213,10 +220,26 @@ def test_a_run_killed_midway_leaves_whole_files_and_the_next_run_completes(tmp_p
     run.communicate(timeout=60)
     assert run.returncode == -getattr(signal, signame)  # the system's status for that signal
     out = folder / "quick"
-    assert "mlp_spec" in json.loads((out / "figures" / "results.json").read_text())
-    P.MLP.load(out / "weights" / "mlp_spec.npz")  # whole
+    results = json.loads((out / "figures" / "results.json").read_text())
+    assert P.MLP.load(out / "weights" / "mlp_spec.npz").run == results["mlp_spec"]["run"]
+    assert list(results["unfinished"]) == ["2.6"]
+    lock = out / "figures" / ".run.lock"
+    again = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
+    assert again.returncode == 2 and f"({lock} exists)" in again.stderr
+    assert again.stderr.count("\n") == 1 and "delete that file" in again.stderr
+    lock.unlink()
+    for section in ("2.7", "2.8"):  # each reads 2.6's weights, from the first run
+        refused = subprocess.run(
+            [*command[:2], "--section", section, "--quick"],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 2 and "section 2.6 was interrupted" in refused.stderr
     again = subprocess.run(command, cwd=elsewhere, env=env, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
+    assert json.loads((out / "figures" / "results.json").read_text())["unfinished"] == {}
 
 
 def with_default_sigint():
@@ -341,8 +364,7 @@ def test_a_section_built_on_a_run_with_another_seed_says_which_seed(
     args = ["--section", section, "--quick", "--data", data, "--out", str(tmp_path / "out")]
     assert P.main([*args, "--seed", "1"]) == 2
     captured = capsys.readouterr()
-    assert "beside that of 3.2 with --seed 1, and" in captured.err
-    assert "run `python Project3.py --section 3.2 --seed 1` first" in captured.err
+    assert "which ran with --seed 0, not 1: pass --seed 0, or rerun section 3.2." in captured.err
     assert "epoch" not in captured.out
     if section == "3.3" and P.torch is None:
         return
