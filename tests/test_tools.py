@@ -187,7 +187,7 @@ NASTY_NAME = r"\input{/etc/hostname} R^2 ~tilde 100% A&B #1 snake_case {braces}"
 
 def test_author_and_id_are_text_never_latex(author_file):
     escaped = report.escape(NASTY_NAME)
-    plain = re.sub(r"\\text(backslash|asciicircum|asciitilde)\{\}|\\[&%$#_{}]", "", escaped)
+    plain = re.sub(r"\\text(backslash|asciicircum|asciitilde)\{\}|\\[&%$#_{}]|\{\}", "", escaped)
     assert not set(plain) & set("\\^~&%$#_{}")  # every special character was escaped
     author = report.read_author("abc123", NASTY_NAME)
     macros, _ = report.generate({}, author)
@@ -204,9 +204,48 @@ def test_a_nasty_name_prints_as_typed(quick_run, tmp_path, author_file):
     assert report.run_tool(report.main, args) == 0
     text = " ".join(pdf_text(tmp_path / "report.pdf").split())
     text = text.replace("\u02c6", "^").replace("\u02dc", "~")  # the accents that print ^ and ~
-    assert name.replace("_", " ") in text  # (an underscore is drawn, not a character)
+    assert name in text
     assert "SECRETMARKER" not in text  # \input was not run
     assert json.loads(author_file.read_text()) == {"author": name, "id": "abc123"}
+
+
+@needs_latex
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Zoë Brontë-Łukasz Żółć, Jiří Dvořák, Ayşe Çağlar İnanç, Sørina Ægir Þór",
+        'Ann <<Lee>> O\'Brien "Bo" | x--y ,,z!` ?` é',  # T1's ligatures and OT1's odd glyphs
+    ],
+)
+def test_accented_and_special_names_print_as_typed(quick_run, tmp_path, author_file, name):
+    shutil.copytree(quick_run[0] / "quick" / "figures", tmp_path / "figures")
+    args = ["--out", str(tmp_path), "--id", "abc123", "--author", name]
+    assert report.run_tool(report.main, args) == 0
+    assert " ".join(name.split()) in " ".join(pdf_text(tmp_path / "report.pdf").split())
+    title = json.loads((tmp_path / "figures" / "title.json").read_text())
+    assert title["author"] == name and title["id"] == "abc123"
+
+
+@pytest.mark.parametrize(
+    "name, needs",
+    [
+        ("王小明", "texlive-lang-cjk"),
+        ("Nguyễn Văn An", "texlive-lang-other"),
+        ("Αλέξης", "texlive-lang-greek"),
+        ("Пётр", "texlive-lang-cyrillic"),
+        ("Dan 🙂", "no LaTeX package here sets it"),
+    ],
+)
+def test_a_name_the_fonts_cannot_set_is_refused_before_anything_is_saved(
+    tmp_path, author_file, capsys, name, needs
+):
+    author_file.write_text(json.dumps({"author": "Ann Lee", "id": "abc123"}))
+    before = author_file.read_bytes()
+    args = ["--out", str(tmp_path), "--id", "abc123", "--author", name]
+    assert report.run_tool(report.main, args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needs in err and "nothing was saved" in err
+    assert author_file.read_bytes() == before and not list(tmp_path.glob("figures/*"))
 
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"author": 5}', None])
@@ -385,10 +424,18 @@ def test_the_binomial_tail():
 # ---- The submission -----------------------------------------------------------------------------
 
 
+def built_report(folder, author="Ann Lee", directory_id="ann123", pdf=b"%PDF-1.5 stand-in"):
+    """A report.pdf with the figures/title.json that tools/report.py writes beside what it built."""
+    (folder / "report.pdf").write_bytes(pdf)
+    (folder / "figures").mkdir(exist_ok=True)
+    title = {"author": author, "id": directory_id, "sha256": report.sha256(folder / "report.pdf")}
+    (folder / "figures" / "title.json").write_text(json.dumps(title))
+
+
 def test_zip_holds_exactly_the_script_and_the_report(tmp_path):
-    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.5 stand-in")
-    assert submit.run_tool(submit.main, ["--id", "xyz123", "--out", str(tmp_path)]) == 0
-    with zipfile.ZipFile(tmp_path / "xyz123_Project3.zip") as archive:
+    built_report(tmp_path)
+    assert submit.run_tool(submit.main, ["--id", "ann123", "--out", str(tmp_path)]) == 0
+    with zipfile.ZipFile(tmp_path / "ann123_Project3.zip") as archive:
         assert sorted(archive.namelist()) == ["Project3.py", "report.pdf"]
         assert archive.read("Project3.py") == (ROOT / "Project3.py").read_bytes()
 
@@ -400,6 +447,31 @@ def test_zip_refuses_the_placeholder_id_and_says_how_to_set_one(tmp_path, author
     err = capsys.readouterr().err
     assert "holds no directory ID yet" in err and "tools/report.py --id YOURID" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["author.json", "report.pdf"]
+
+
+@pytest.mark.parametrize(
+    "title, found",
+    [
+        (None, "is not the report that tools/report.py last built"),
+        ({"author": "YOUR NAME", "id": "YOUR ID"}, "shows YOUR NAME or YOUR ID on its title"),
+        ({"author": "Ann Lee", "id": "abc999"}, "is titled with the ID abc999, not ann123"),
+        ({"changed": True}, "is not the report that tools/report.py last built"),
+    ],
+)
+def test_zip_refuses_a_report_that_is_not_the_students(tmp_path, capsys, title, found):
+    """The committed report.pdf carries the placeholders; a student who zips it without building
+    their own is stopped, and so is one whose report names another ID or was changed since."""
+    if title is None:
+        (tmp_path / "report.pdf").write_bytes(b"%PDF-1.5 made elsewhere")
+    elif "changed" in title:
+        built_report(tmp_path)
+        (tmp_path / "report.pdf").write_bytes(b"%PDF-1.5 edited since")
+    else:
+        built_report(tmp_path, title["author"], title["id"])
+    assert submit.run_tool(submit.main, ["--id", "ann123", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert found in err and "tools/report.py --id ann123" in err and err.count("\n") == 1
+    assert not list(tmp_path.glob("*.zip"))
 
 
 @pytest.mark.parametrize("content, found", [(b"", "not a PDF"), (None, "does not exist yet")])

@@ -8,7 +8,8 @@ generated tables, then builds the PDF with latexmk in a temporary folder and mov
 DIR/report.pdf only if the build succeeded. A number whose run has not been made yet
 (tools/seeds.py, tools/ablation.py, tools/bench.py) prints as a visible placeholder, never as an
 undefined macro. --id and --author are remembered in tools/author.json, which tools/submit.py reads
-too; until they are set, the title shows YOUR NAME and YOUR ID.
+too; until they are set, the title shows YOUR NAME and YOUR ID. figures/title.json records the
+name and ID on the title of the report.pdf just built (and that PDF's SHA-256), for submit.py.
 
 The statistics (stated once in the report's "Conventions"): a 95 % Wilson interval for an accuracy
 on n images; over n seeds, the mean and the standard deviation s; a single run differs from the mean
@@ -18,6 +19,7 @@ right and wrong answers, its p-value simulated under the hypothesis.
 """
 
 import argparse
+import hashlib
 import json
 import math
 import re
@@ -25,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +58,26 @@ LATEX_SPECIALS = {
     "_": r"\_",
     "{": r"\{",
     "}": r"\}",
+    # Characters that T1 fonts join into another glyph (--, <<, ,, !` ...) or curl (' and `):
+    # kept apart, so that a name prints as typed.
+    "-": "-{}",
+    "<": "<{}",
+    ">": ">{}",
+    ",": ",{}",
+    "!": "!{}",
+    "?": "?{}",
+    "'": r"\textquotesingle{}",
+    "`": r"\textasciigrave{}",
 }
+SCRIPT_PACKAGES = {  # the start of a character's Unicode name: what would set it in LaTeX
+    "CYRILLIC": "the T2A encoding (Debian package texlive-lang-cyrillic)",
+    "GREEK": "the LGR encoding (Debian package texlive-lang-greek)",
+    "CJK": "the CJKutf8 package (Debian package texlive-lang-cjk)",
+    "HIRAGANA": "the CJKutf8 package (Debian package texlive-lang-cjk)",
+    "KATAKANA": "the CJKutf8 package (Debian package texlive-lang-cjk)",
+    "HANGUL": "the CJKutf8 package (Debian package texlive-lang-cjk)",
+}
+VIETNAMESE = "the T5 encoding of vntex (Debian package texlive-lang-other)"
 
 
 # ---- Numbers and statistics ----------------------------------------------------------------
@@ -876,8 +898,46 @@ def read_author(given_id=None, given_author=None):
     if given_author is not None:
         if not given_author.strip():
             raise P.UserError("--author needs a name; an empty one was given.")
-        author["author"] = given_author
+        author["author"] = check_name(given_author)
     return author
+
+
+def settable_characters():
+    """The characters beyond ASCII that the installed LaTeX sets in the report's fonts: those its
+    T1 and TS1 encodings define (t1enc.dfu, ts1enc.dfu); without LaTeX, Latin-1's and Latin
+    Extended-A's letters, which T1 holds."""
+    found = set()
+    for table in ("t1enc.dfu", "ts1enc.dfu"):
+        where = (
+            shutil.which("kpsewhich")
+            and subprocess.run(["kpsewhich", table], capture_output=True, text=True).stdout.strip()
+        )
+        if where:
+            text = Path(where).read_text(errors="replace")
+            codes = re.findall(r"\\DeclareUnicodeCharacter\{([0-9A-F]+)\}", text)
+            found |= {chr(int(code, 16)) for code in codes}
+    return found or {chr(code) for code in range(0xC0, 0x180) if code not in (0xD7, 0xF7)}
+
+
+def check_name(name):
+    """The name (composed, NFC) if the report's fonts set every character of it; else one
+    sentence naming the first that they cannot and what would set it."""
+    name = unicodedata.normalize("NFC", name)
+    settable = settable_characters()
+    for c in name:
+        if " " <= c <= "~" or c in settable:
+            continue
+        what = unicodedata.name(c, f"U+{ord(c):04X}")
+        needs = next((p for start, p in SCRIPT_PACKAGES.items() if what.startswith(start)), None)
+        if 0x1EA0 <= ord(c) <= 0x1EF9 or c in "ƠơƯư":  # Vietnamese's letters with two accents
+            needs = VIETNAMESE
+        advice = f"LaTeX would need {needs}" if needs else "no LaTeX package here sets it"
+        raise P.UserError(
+            f"the author's name: {c} ({what}) cannot be set in the report's fonts ({advice}); "
+            "nothing was saved: give the name in the letters of a Western or Central European "
+            "language."
+        )
+    return name
 
 
 def check_id(directory_id):
@@ -942,6 +1002,10 @@ def build(out):
     return out / "report.pdf"
 
 
+def sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def copy_into(tmp, source):
     shutil.copyfile(source, tmp)
 
@@ -954,13 +1018,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     out = out_dir(args.out, writing=True)
     author = read_author(args.id, args.author)
+    check_name(author["author"])  # also a name that an older version saved
     write_sources(out, author)
     if args.id is not None or args.author is not None:
         text = json.dumps({"author": author["author"], "id": author["id"]}) + "\n"
         P.write_whole(AUTHOR, Path.write_text, text)
     pdf = build(out)
+    title = {"author": author["author"], "id": author["id"], "sha256": sha256(pdf)}
+    P.write_whole(out / "figures" / "title.json", Path.write_text, json.dumps(title) + "\n")
     note = " (with YOUR NAME and YOUR ID: set them with --id and --author)"
-    print(f"wrote {pdf}{note if is_placeholder(author) else ''}")
+    P.print_safely(f"wrote {pdf}{note if is_placeholder(author) else ''}")
 
 
 if __name__ == "__main__":

@@ -6,10 +6,11 @@ tools/author.json) unless --id gives another; with only the placeholder there, i
 """
 
 import argparse
+import json
 import sys
 import zipfile
 
-from report import check_id, read_author
+from report import check_id, is_placeholder, read_author, sha256
 
 from common import ROOT, P, out_dir, run_tool
 
@@ -24,6 +25,26 @@ def write_zip(tmp, pdf):
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.write(ROOT / "Project3.py", "Project3.py")
         archive.write(pdf, "report.pdf")
+
+
+def check_title(pdf, directory_id):
+    """report.pdf must be the one tools/report.py last built, titled with the student's name and
+    the ID being zipped (figures/title.json records what it put on the title)."""
+    rebuild = f'run `python tools/report.py --id {directory_id} --author "Your Name"` first'
+    try:
+        title = json.loads((pdf.parent / "figures" / "title.json").read_text())
+        built = title["sha256"] == sha256(pdf)
+    except (OSError, ValueError, KeyError, TypeError):
+        built = False
+    if not built:
+        problem = "is not the report that tools/report.py last built (or no record of it is left)"
+    elif is_placeholder(title):
+        problem = "shows YOUR NAME or YOUR ID on its title, not yours"
+    elif title["id"] != directory_id:
+        problem = f"is titled with the ID {title['id']}, not {directory_id}"
+    else:
+        return
+    raise P.UserError(f"{pdf} {problem}: {rebuild}.")
 
 
 def main(argv=None):
@@ -44,9 +65,10 @@ def main(argv=None):
     with open(pdf, "rb") as file:
         if file.read(5) != b"%PDF-":
             raise P.UserError(f"{pdf} is not a PDF (empty or damaged): rebuild it first.")
+    check_title(pdf, directory_id)
     path = out / f"{directory_id}_Project3.zip"
     P.write_whole(path, write_zip, pdf)
-    print(f"wrote {path}: Project3.py and report.pdf")
+    P.print_safely(f"wrote {path}: Project3.py and report.pdf")
 
 
 if __name__ == "__main__":
