@@ -654,26 +654,6 @@ def test_bench_measures_every_kind_side_by_side(tmp_path):
     assert bench["numpy_over_torch"] == round(bench["mlp_numpy"] / bench["mlp_torch"], 3)
 
 
-def test_convert_weights_turns_an_old_pickle_into_the_same_arrays(tmp_path):
-    torch = pytest.importorskip("torch")
-    try:  # weights_only needs torch 1.13
-        torch.save({}, tmp_path / "probe.pt")
-        torch.load(tmp_path / "probe.pt", weights_only=True)
-    except TypeError:
-        pytest.skip("reading .pt safely needs torch 1.13")
-    torch.manual_seed(5)
-    net = P.ConvNet()
-    (tmp_path / "weights").mkdir()
-    torch.save(net.state_dict(), tmp_path / "weights" / "cnn.pt")
-    run = tool("convert_weights", "--out", tmp_path)
-    assert run.returncode == 0, run.stderr
-    arrays = np.load(tmp_path / "weights" / "cnn.npz", allow_pickle=False)
-    back = P.ConvNet()
-    back.load_state_dict({name: torch.from_numpy(arrays[name]) for name in arrays.files})
-    for name, tensor in net.state_dict().items():
-        assert torch.equal(tensor, back.state_dict()[name])
-
-
 def test_ablation_over_more_seeds_keeps_the_single_runs_of_the_tables(tmp_path):
     data = make_small_data(tmp_path / "data")
     out = tmp_path / "out"
@@ -685,3 +665,56 @@ def test_ablation_over_more_seeds_keeps_the_single_runs_of_the_tables(tmp_path):
     assert set(recorded["ablation"]) == {"mlp_strong"} and recorded["ablation"]["mlp_strong"]
     assert set(recorded["ablation_seeds"]) == {"mlp_strong/seed1", "mlp_strong/seed2"}
     assert [row["seed"] for row in recorded["ablation_seeds"].values()] == [1, 2]
+
+
+# ---- Interruptions and outputs that do not belong together --------------------------------------
+
+
+@pytest.mark.parametrize("name", ["report", "submit", "evaluate", "seeds", "ablation", "bench"])
+@pytest.mark.parametrize("module", ["torch", "numpy"])
+def test_ctrl_c_while_a_tool_imports_is_one_line_and_status_130(tmp_path, name, module):
+    """torch is imported by Project3.py within the tool's imports; numpy by the tool first."""
+    (tmp_path / module).mkdir()
+    (tmp_path / module / "__init__.py").write_text("raise KeyboardInterrupt\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    run = tool(name, "--help", env=env)
+    assert run.returncode == 130 and run.stderr.count("\n") == 1, run.stderr
+    assert run.stderr.endswith(": interrupted.\n") and "Traceback" not in run.stderr
+
+
+def test_ctrl_c_inside_a_seed_run_is_one_line_and_status_130(tmp_path, monkeypatch, capsys):
+    seeds = import_path("seeds", TOOLS / "seeds.py")
+
+    def interrupted(argv):
+        print("Project3.py: interrupted; the files finished so far are whole.", file=sys.stderr)
+        return 130
+
+    monkeypatch.setattr(seeds.P, "main", interrupted)
+    data = make_small_data(tmp_path / "data")
+    args = ["--quick", "--data", str(data), "--out", str(tmp_path / "out")]
+    assert seeds.run_tool(seeds.main, args) == 130
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.parametrize("case", ["unfinished", "confusion", "templates", "weights"])
+def test_the_report_refuses_outputs_that_do_not_belong_together(quick_run, tmp_path, capsys, case):
+    out = tmp_path / "out"
+    shutil.copytree(quick_run[0] / "quick", out)
+    results = json.loads((out / "figures" / "results.json").read_text())
+    if case == "unfinished":
+        results["unfinished"] = {"2.6": "a run"}
+        expected = "section 2.6 did not finish"
+    elif case == "confusion":
+        results["mlp_confusion"]["run"] = "another run"
+        expected = "the record of section 2.7"
+    elif case == "templates":
+        results["mlp_templates"]["mlp_spec"]["run"] = "another run"
+        expected = "the record of section 2.8"
+    else:
+        results["cnn_best"]["run"] = "another run"
+        results["cnn_confusion"]["run"] = "another run"
+        expected = "cnn.npz is not the network that results.json records for section 3.4"
+    (out / "figures" / "results.json").write_text(json.dumps(results))
+    assert report.run_tool(report.main, ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and not (out / "report.pdf").exists()

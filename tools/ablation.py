@@ -11,10 +11,15 @@ against the seed spread of the chosen recipe (tools/seeds.py).
 import argparse
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    import numpy as np
 
-from common import P, out_dir, pick_device, run_tool
+    from common import P, out_dir, pick_device, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 DESCRIPTION = "Variants of the 2.5-2.6 and 3.2-3.4 trainings, scored on validation only."
 

@@ -22,10 +22,15 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    import numpy as np
 
-from common import P, out_dir, run_tool
+    from common import P, out_dir, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 KINDS = (
     "mlp_numpy",

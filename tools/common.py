@@ -30,6 +30,15 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+class Said(BaseException):
+    """An end that Project3.main has already announced in its one line (Ctrl-C inside a run the
+    tool started): the tool exits with that status and prints nothing more."""
+
+    def __init__(self, status):
+        super().__init__(status)
+        self.status = status
+
+
 def raise_stopped(signum, frame):
     raise Stopped(signum)
 
@@ -107,6 +116,8 @@ def run_tool(main, argv=None):
     except KeyboardInterrupt:
         print(f"{name}: interrupted; results written so far are kept.", file=sys.stderr)
         return 130
+    except Said as said:
+        return said.status
     except Stopped as stop:
         signame = signal.Signals(stop.signum).name
         print(f"{name}: stopped by {signame}; results written so far are kept.", file=sys.stderr)

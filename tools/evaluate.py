@@ -17,11 +17,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    import numpy as np
 
-from common import ROOT, P, pick_device, run_tool
-
-CONVERT = "convert it with `python tools/convert_weights.py`"
+    from common import ROOT, P, pick_device, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 
 def check_regular_file(path):
@@ -34,27 +36,46 @@ def check_regular_file(path):
         )
 
 
-def read_npy_header(file, where):
-    """(shape, dtype) of the .npy array in an open file, from its header alone: what the file
-    claims to hold is checked before anything is allocated for it."""
-    try:
-        version = np.lib.format.read_magic(file)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(file)
-        else:
-            shape, _, dtype = np.lib.format.read_array_header_2_0(file)
-    except Exception as error:  # not .npy, an unknown version, a damaged header
-        raise P.UserError(
-            f"{where}: not a readable .npy array ({type(error).__name__}: {error})."
-        ) from None
-    if dtype.hasobject:
-        raise P.UserError(f"{where}: holds Python objects, which are never unpickled.")
-    return shape, dtype
+MAX_HEADER = 10_000  # bytes: numpy writes headers of a few dozen; numpy 1.19 sets no limit
+
+
+def read_member(archive, member, where, shape):
+    """The array in one member of an .npz archive, read without pickle from that very member once
+    its header (the length of the header itself, then the shape and dtype it claims) is checked:
+    nothing is allocated for what a file merely claims."""
+    with archive.open(member) as file:
+        start = file.read(12)
+        if start[:6] != b"\x93NUMPY":
+            raise P.UserError(f"{where}: not an .npy array.")
+        length = int.from_bytes(start[8:10] if start[6] == 1 else start[8:12], "little")
+        if length > MAX_HEADER:
+            raise P.UserError(f"{where}: its header claims {length} bytes; refused.")
+    with archive.open(member) as file:
+        try:
+            version = np.lib.format.read_magic(file)
+            if version == (1, 0):
+                found_shape, _, dtype = np.lib.format.read_array_header_1_0(file)
+            else:
+                found_shape, _, dtype = np.lib.format.read_array_header_2_0(file)
+        except Exception as error:  # an unknown version, a damaged header
+            raise P.UserError(
+                f"{where}: not a readable .npy array ({type(error).__name__}: {error})."
+            ) from None
+        if dtype.hasobject:
+            raise P.UserError(f"{where}: holds Python objects, which are never unpickled.")
+        if found_shape != tuple(shape) or dtype.kind != "f":
+            raise P.UserError(
+                f"{where}: expected shape {tuple(shape)} with floating-point values, found shape "
+                f"{found_shape} of dtype {dtype}."
+            )
+    with archive.open(member) as file:
+        return np.lib.format.read_array(file, allow_pickle=False)
 
 
 def read_weights(path, shapes, what):
-    """{name: float32 array} from an .npz of plain arrays; each array in shapes must be there with
-    that shape and floating-point values (checked from its header before it is read), and finite."""
+    """{name: float32 array} from an .npz of plain arrays: each array in shapes must be there, in
+    the member name.npy and no other, with that shape and floating-point values (checked from its
+    header before it is read), and finite; and the run that wrote them (a string, or None)."""
     check_regular_file(path)
     if not zipfile.is_zipfile(path):
         raise P.UserError(
@@ -62,18 +83,19 @@ def read_weights(path, shapes, what):
         )
     found = {}
     try:
-        with zipfile.ZipFile(path) as archive, np.load(path, allow_pickle=False) as saved:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.namelist()
             for name, shape in shapes.items():
-                if f"{name}.npy" not in archive.namelist():
-                    raise P.UserError(f"{path}: no array {name} among the {what} weights.")
-                with archive.open(f"{name}.npy") as member:
-                    found_shape, dtype = read_npy_header(member, f"{path}[{name}]")
-                if found_shape != tuple(shape) or dtype.kind != "f":
+                if f"{name}.npy" not in members or name in members:
                     raise P.UserError(
-                        f"{path}: expected {name} of shape {tuple(shape)} with floating-point "
-                        f"values, found shape {found_shape} of dtype {dtype}."
+                        f"{path}: expected one array {name} (member {name}.npy) among the {what} "
+                        "weights."
                     )
-                found[name] = saved[name].astype(np.float32)
+                found[name] = read_member(archive, f"{name}.npy", f"{path}[{name}]", shape)
+            run = None
+            if "run.npy" in members:
+                with archive.open("run.npy") as file:
+                    run = str(np.lib.format.read_array(file, allow_pickle=False))
     except P.UserError:
         raise
     except Exception as error:  # a damaged archive: zipfile's, numpy's or the system's error
@@ -84,29 +106,48 @@ def read_weights(path, shapes, what):
         if not np.isfinite(theta).all():
             bad = np.count_nonzero(~np.isfinite(theta))
             raise P.UserError(f"{path}: {name} holds {bad} NaN or infinite values.")
-    return found
+    return {name: theta.astype(np.float32) for name, theta in found.items()}, run
 
 
 def load_mlp(path):
+    """The MLP in path, and the run that trained it."""
     net = P.MLP()
     shapes = {name: theta.shape for name, theta in net.params().items()}
-    for name, theta in read_weights(path, shapes, "MLP").items():
+    arrays, run = read_weights(path, shapes, "MLP")
+    for name, theta in arrays.items():
         setattr(net, name, theta)
-    return net
+    return net, run
 
 
 def load_cnn(path, device):
+    """The template CNN in path, on device, and the run that trained it."""
     old_format = path.with_suffix(".pt")
     if not path.exists() and old_format.exists():
         raise P.UserError(
             f"{old_format} holds the CNN in the pickle format of earlier versions, which is never "
-            f"read; {CONVERT}."
+            "read; run `python Project3.py --part cnn` to make cnn.npz."
         )
     net = P.ConvNet()
     shapes = {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
-    arrays = read_weights(path, shapes, "template CNN")
+    arrays, run = read_weights(path, shapes, "template CNN")
     net.load_state_dict({name: P.torch.from_numpy(array) for name, array in arrays.items()})
-    return net.to(device)
+    return net.to(device), run
+
+
+def check_record(weights, section, key, run):
+    """Where the weights lie in a run's folder (weights/ beside figures/results.json), they must be
+    those its record describes, and their section finished: else one sentence naming it."""
+    if not (weights.parent / "figures" / "results.json").is_file():
+        return  # weights from elsewhere: nothing to hold them to
+    results = P.read_results(weights.parent)
+    rerun = f"run `python Project3.py --section {section}` (same --out) again"
+    if section in results.get("unfinished", {}):
+        raise P.UserError(f"section {section} was interrupted in {weights.parent}: {rerun}.")
+    if run != results.get(key, {}).get("run"):
+        raise P.UserError(
+            f"the weights of section {section} in {weights} are not those its record in "
+            f"{weights.parent / 'figures' / 'results.json'} describes: {rerun}."
+        )
 
 
 def main(argv=None):
@@ -121,7 +162,8 @@ def main(argv=None):
         raise P.UserError("--data and --weights need a folder; an empty one was given.")
     weights = Path(args.weights).resolve() if args.weights else ROOT / "weights"
     x, y = P.load_data(P.find_data_dir(args.data), ("test",))["test"]
-    mlp = load_mlp(weights / "mlp.npz")
+    mlp, run = load_mlp(weights / "mlp.npz")
+    check_record(weights, "2.6", "mlp_best", run)
     accuracy = P.accuracy_and_loss(P.mlp_log_probs(mlp, x), y)[0]
     report = {"mlp": {"accuracy": round(accuracy, 4), "n": len(y)}}
     has_cnn = (weights / "cnn.npz").exists() or (weights / "cnn.pt").exists()
@@ -131,7 +173,8 @@ def main(argv=None):
             file=sys.stderr,
         )
     elif has_cnn:
-        cnn = load_cnn(weights / "cnn.npz", pick_device(args.device, needs_torch=True))
+        cnn, run = load_cnn(weights / "cnn.npz", pick_device(args.device, needs_torch=True))
+        check_record(weights, "3.4", "cnn_best", run)
         accuracy = P.accuracy_and_loss(P.cnn_log_probs(cnn, x), y)[0]
         report["cnn"] = {"accuracy": round(accuracy, 4), "n": len(y)}
     print(json.dumps(report))

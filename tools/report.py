@@ -30,9 +30,13 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
-import numpy as np
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    import numpy as np
 
-from common import ROOT, P, all_results, out_dir, run_tool
+    from common import ROOT, P, all_results, out_dir, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 TEX = ROOT / "report.tex"
 AUTHOR = ROOT / "tools" / "author.json"
@@ -953,11 +957,49 @@ def is_placeholder(author):
     return author["id"] in EXAMPLES or author["author"] in EXAMPLES
 
 
+WEIGHTS = {"mlp_spec": "mlp_spec.npz", "mlp_best": "mlp.npz", "cnn_spec": "cnn_spec.npz"}
+WEIGHTS["cnn_best"] = "cnn.npz"
+SECTION_OF = {"mlp_spec": "2.5", "mlp_best": "2.6", "cnn_spec": "3.2", "cnn_best": "3.4"}
+
+
+def check_together(out, results):
+    """What the report reads belongs together: no section left unfinished, 2.7's, 2.8's and 3.4's
+    records computed from the networks that 2.5, 2.6 and 3.4 recorded, and each weights file of
+    the run its record names; else one sentence naming the section to rerun."""
+    unfinished = sorted(results.get("unfinished", {}))
+    if unfinished:
+        raise P.UserError(
+            f"section {', '.join(unfinished)} did not finish in {out} (interrupted): rerun it with "
+            "`python Project3.py --section ...` before building the report."
+        )
+    derived = [("mlp_confusion", "mlp_best", "2.7"), ("cnn_confusion", "cnn_best", "3.4")]
+    templates = results.get("mlp_templates", {})
+    derived += [(templates.get(key), key, "2.8") for key in ("mlp_spec", "mlp_best")]
+    for record, key, section in derived:
+        record = results.get(record) if isinstance(record, str) else record
+        if record and key in results and record.get("run") != results[key].get("run"):
+            raise P.UserError(
+                f"the record of section {section} in {out} was computed from another network than "
+                f"the one section {SECTION_OF[key]} recorded: rerun section {section}."
+            )
+    for key, file in WEIGHTS.items():
+        path = out / "weights" / file
+        if key in results and path.is_file():
+            with np.load(path, allow_pickle=False) as saved:
+                run = str(saved["run"]) if "run" in saved.files else None
+            if run != results[key].get("run"):
+                raise P.UserError(
+                    f"{path} is not the network that results.json records for section "
+                    f"{SECTION_OF[key]}: rerun section {SECTION_OF[key]}."
+                )
+
+
 def write_sources(out, author):
     results = all_results(out)
     if not P.read_results(out):
         path = out / "figures" / "results.json"
         raise P.UserError(f"{path}: no results yet; run `python Project3.py` first.")
+    check_together(out, results)
     macros, tables = generate(results, author)
     for phrase in unsupported_claims(macros, TEX.read_text()):
         print(

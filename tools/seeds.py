@@ -23,7 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import P, out_dir, run_results, run_tool
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    from common import P, Said, out_dir, run_results, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 SECTION_NETWORK = {"2.5": "mlp_spec", "2.6": "mlp_best", "3.2": "cnn_spec", "3.4": "cnn_best"}
@@ -54,7 +58,10 @@ def run_seed(seed, args, scratch):
         argv += ["--data", args.data]
     if args.device:
         argv += ["--device", args.device]
-    if P.main(argv) != 0:
+    status = P.main(argv)
+    if status == 130:  # Ctrl-C inside the run, which has said so: this tool stops the same way
+        raise Said(130)
+    if status != 0:
         raise P.UserError(f"the run with seed {seed} failed (its message is above).")
     return run_results(Path(scratch))
 

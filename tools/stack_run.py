@@ -16,7 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, P, out_dir, run_results, run_tool
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    from common import ROOT, P, out_dir, run_results, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 NETWORKS = [key for key, _, _ in P.NETWORKS]  # the four networks of Table 1
 VERSIONS = (

@@ -9,10 +9,15 @@ import argparse
 import json
 import sys
 import zipfile
+from pathlib import Path
 
-from report import check_id, is_placeholder, read_author, sha256
+try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    from report import check_id, is_placeholder, read_author, sha256
 
-from common import ROOT, P, out_dir, run_tool
+    from common import ROOT, P, out_dir, run_tool
+except KeyboardInterrupt:
+    print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
+    sys.exit(130)
 
 SET_IDENTITY = (
     "set your name and directory ID first with "
