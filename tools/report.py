@@ -652,9 +652,7 @@ def dims(shape):
 STEP_NAMES = {  # the steps of 3.1 in words, not the module's attribute names
     "conv1": "convolution 1",
     "conv2": "convolution 2",
-    "relu": "ReLU",
     "pool": "max-pooling",
-    "flatten": "flattening",
     "fc1": "fully connected 1",
     "fc2": "fully connected 2",
     "fc3": "fully connected 3",
