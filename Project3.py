@@ -147,7 +147,7 @@ def save_arrays(path, arrays):
 
 def read_results(out, name="results.json"):
     """figures/results.json under out ({} if there is none): an object of objects, its numbers
-    finite; anything else is refused. (The tools read and write their own files with these two.)"""
+    finite; anything else is refused."""
     path = out / "figures" / name
 
     def no_constant(constant):
@@ -174,14 +174,14 @@ def write_results(out, results, name="results.json"):
 
 
 def saved_record(args, section, key, run=None):
-    """results.json's record key, written by section in an earlier run, refused (naming the
-    section to rerun) where that section did not finish, or where weights read beside it (their
-    run given) were written by another run."""
+    """results.json's record key, written by section earlier (in this run or another), refused
+    (naming the section to run) where that section did not finish, or where weights read beside it
+    (their run id given) were written by another run."""
     results = read_results(args.out)
     record = results.get(key)
     rerun = f"run `python Project3.py --section {section}` first (same --out and --quick)"
     if section in results.get("unfinished", {}):
-        problem = f"section {section} was interrupted, so its files in {args.out} may not match"
+        problem = f"section {section} did not finish, so its files in {args.out} may not match"
     elif record is None:
         problem = f"{args.out / 'figures' / 'results.json'} holds no record of section {section}"
     elif run is not None and run != record.get("run"):
@@ -311,7 +311,7 @@ class MLP:
 
     def __init__(self, n_in=784, n_hidden=64, n_out=10, seed=None):
         self.seed = seed  # saved with the weights: 2.8 compares them with where they started
-        self.run = ""  # the run that trained them, saved with them and in their record
+        self.run_id = ""  # the run that trains them, saved with them and in their record
         rng = np.random.default_rng(seed)  # 2.2: weights ~ N(0, 0.1^2), biases 0
         self.W1 = (0.1 * rng.standard_normal((n_hidden, n_in))).astype(np.float32)
         self.b1 = np.zeros(n_hidden, dtype=np.float32)
@@ -383,11 +383,13 @@ class MLP:
         self.b2 -= lr * self.b2_grad
 
     def save(self, path):
-        save_arrays(path, {**self.params(), "seed": np.array(self.seed), "run": np.array(self.run)})
+        save_arrays(
+            path, {**self.params(), "seed": np.array(self.seed), "run": np.array(self.run_id)}
+        )
 
     @classmethod
-    def load(cls, path):
-        """Weights written by save(), read without pickle; anything else is refused."""
+    def load(cls, path, section):
+        """Weights written by save() in section, read without pickle; anything else is refused."""
         net = cls()
         try:
             with np.load(path, allow_pickle=False) as saved:
@@ -396,13 +398,13 @@ class MLP:
                     if a.shape != theta.shape or a.dtype.kind != "f" or not np.isfinite(a).all():
                         raise ValueError(f"{name} should be finite floats of shape {theta.shape}")
                     theta[...] = a  # in place, as float32
-                net.seed, net.run = int(saved["seed"]), str(saved["run"])
+                net.seed, net.run_id = int(saved["seed"]), str(saved["run"])
         except Exception as error:  # missing, a folder, not an .npz, an array missing, a pickle
             found = isinstance(error, FileNotFoundError)
             problem = "file not found" if found else f"no readable weights ({error})"
             raise UserError(
-                f"{path}: {problem}; run `python Project3.py --part mlp` (same --out and --quick) "
-                "to make them."
+                f"{path}: {problem}; run `python Project3.py --section {section}` (same --out and "
+                "--quick) to make them."
             ) from None
         return net
 
@@ -450,7 +452,7 @@ def section_2_3(data, args):
         f"  update_grad against the chained Jacobians: {chain:.1e}, against finite "
         f"differences: {finite:.1e} (largest differences, relative)"
     )
-    record = {"images": n_images, "entries_per_parameter": n_entries, "chain_vs_backprop": chain}
+    record = {"images": len(x), "entries_per_parameter": n_entries, "chain_vs_backprop": chain}
     return {"gradient_check": {**record, "finite_vs_backprop": finite}}
 
 
@@ -458,13 +460,8 @@ def section_2_3(data, args):
 # (train_mlp also takes 2.6's additions: a decaying learning rate, distortions, the best epoch.)
 
 
-HISTORY = (
-    "step",
-    "train_acc",
-    "train_loss",
-    "val_acc",
-    "val_loss",
-)  # a list each, an entry an epoch
+# A training's history: a list each, an entry an epoch, in the order fit appends them.
+HISTORY = ("step", "train_acc", "train_loss", "val_acc", "val_loss")
 
 
 def batches(n, batch, rng):
@@ -564,7 +561,7 @@ def training_record(history, start, args, **more):
     return {
         "val_accuracy": history["val_acc"][-1],
         "seed": args.seed,
-        "run": args.run,
+        "run": args.run_id,
         "train_seconds": seconds,
         "history": history,
         **more,
@@ -636,7 +633,7 @@ def section_2_5(data, args):
         which = "first" if n < len(x) else "all"
         runs.append((f"{which} {n} images, {epochs} epochs", history))
         if key == "mlp_spec":  # the network trained on all the images is the one kept
-            net.run = args.run
+            net.run_id = args.run_id
             net.save(args.out / "weights" / "mlp_spec.npz")
             results[key].update(test_scores(mlp_log_probs(net, data["test"][0]), data["test"]))
     title = f"MLP: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
@@ -698,7 +695,8 @@ class RandomAffine:
 
     def __call__(self, images, rng):
         """The batch (B, 784) distorted: each output pixel blends the four input pixels around the
-        point it reads, with bilinear weights; outside the image, pixels are 0."""
+        point it reads, with bilinear weights; beyond the image's edge they are 0 (a point far
+        outside reads the edge's last 0.1 %, nothing on MNIST's blank borders)."""
         B = len(images)
         src = (self.maps(B, rng).reshape(2 * B, 3) @ PIXEL_GRID).reshape(B, 2, 784)
         src = np.clip(src + 14.5, 0, 28.999)  # +1: the image padded by a pixel of zeros, 30 x 30
@@ -736,7 +734,7 @@ def section_2_6(data, args):
     record = training_record(history, start, args, val_accuracy=best["val_acc"], config=cfg)
     for name, theta in net.params().items():
         theta[...] = best["weights"][name]  # the weights of the best epoch on validation
-    net.run = args.run
+    net.run_id = args.run_id
     net.save(args.out / "weights" / "mlp.npz")
     title = "MLP of 2.6: Adam, cosine learning-rate decay, random affine distortions"
     plot_best_training(
@@ -798,11 +796,13 @@ def confusion_section(key, predicted, test, *, out, title, run):
 
 def section_2_7(data, args):
     """The confusion matrix of the 2.6 network (weights/mlp.npz) on the test split."""
-    net = MLP.load(args.out / "weights" / "mlp.npz")
-    saved_record(args, "2.6", "mlp_best", net.run)
+    net = MLP.load(args.out / "weights" / "mlp.npz", "2.6")
+    saved_record(args, "2.6", "mlp_best", net.run_id)
     predicted = mlp_log_probs(net, data["test"][0]).argmax(axis=1)
     title = "MLP of 2.6"
-    return confusion_section("mlp", predicted, data["test"], out=args.out, title=title, run=net.run)
+    return confusion_section(
+        "mlp", predicted, data["test"], out=args.out, title=title, run=net.run_id
+    )
 
 
 # ==== 2.8 The rows of W1 as 28x28 templates, as specified (2.5) and trained better (2.6). ========
@@ -819,11 +819,11 @@ def section_2_8(data, args):
     against the others, and against where each network's training started."""
     weights = args.out / "weights"
     nets = {
-        "mlp_spec": MLP.load(weights / "mlp_spec.npz"),
-        "mlp_best": MLP.load(weights / "mlp.npz"),
+        "mlp_spec": MLP.load(weights / "mlp_spec.npz", "2.5"),
+        "mlp_best": MLP.load(weights / "mlp.npz", "2.6"),
     }
     for (key, net), section in zip(nets.items(), ("2.5", "2.6")):
-        saved_record(args, section, key, net.run)  # the weights and the record of one run
+        saved_record(args, section, key, net.run_id)  # the weights and the record of one run
     fig = new_figure(figsize=(6.3, 3.3))
     panels = fig.subplots(1, 2)
     names = ("as specified (2.5)", "trained better (2.6)")
@@ -841,7 +841,7 @@ def section_2_8(data, args):
     for key, net in nets.items():
         initial = MLP(seed=net.seed).W1  # where its training started (2.2)
         record[key] = {
-            "run": net.run,
+            "run": net.run_id,
             "rms_blank": rms(net.W1[:, blank]),
             "rms_inked": rms(net.W1[:, ~blank]),
             "rms_change_inked": rms(net.W1[:, ~blank] - initial[:, ~blank]),  # what training added
@@ -983,12 +983,12 @@ def section_3_2(data, args):
         data, epochs=epochs, seed=args.seed, device=args.device, tag=f"3.2, {n} images"
     )
     record = training_record(history, start, args, train_n=n)
-    save_cnn(net, args.out / "weights" / "cnn_spec.npz", args.run)
+    save_cnn(net, args.out / "weights" / "cnn_spec.npz", args.run_id)
     record.update(test_scores(cnn_log_probs(net, data["test"][0]), data["test"]))
     return {"cnn_spec": record}
 
 
-# ==== 3.3 Over-fitting? 3.2's training on the first 2000 images (520 steps; 3.2 takes 2940). =====
+# ==== 3.3 Over-fitting? 3.2's training on the first 2000 images, beside 3.2's on all 50000. =======
 
 
 def section_3_3(data, args):
@@ -1018,7 +1018,10 @@ def section_3_3(data, args):
     )
     runs = [
         (f"first {n} images, {cfg['epochs_small']} epochs", history),
-        (f"all {len(x)} images, {len(full_history['step'])} epochs", full_history),
+        (
+            f"all {full.get('train_n', len(x))} images, {len(full_history['step'])} epochs",
+            full_history,
+        ),
     ]
     title = f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
     plot_curves(runs, title=title, out=args.out, name="cnn_study")
@@ -1065,7 +1068,7 @@ def train_cnn_best(cfg, data, *, seed, device):
     net = ConvNet().to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     steps_per_epoch = (len(data["train"][0]) + cfg["batch"] - 1) // cfg["batch"]  # last: smaller
-    # Stepped every batch, with torch's defaults (the same from torch 1.7 on): the rate rises from
+    # Stepped every batch, with torch's defaults: the rate rises from
     # max_lr / 25 over the first 30 % of the steps, then falls along a cosine to max_lr / 25 / 10^4,
     # while Adam's beta1 falls from 0.95 to 0.85 and rises again.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -1093,7 +1096,7 @@ def section_3_4(data, args):
     record = training_record(
         history, start, args, val_accuracy=best["val_acc"], config=cfg, device=args.device
     )
-    save_cnn(net, args.out / "weights" / "cnn.npz", args.run)
+    save_cnn(net, args.out / "weights" / "cnn.npz", args.run_id)
     title = "CNN of 3.4: Adam, one-cycle learning rate, label smoothing, random affine distortions"
     plot_best_training(
         history, data, title=title, out=args.out, name="cnn_best_training", accuracy_from=95
@@ -1103,7 +1106,7 @@ def section_3_4(data, args):
     predicted = test_log_probs.argmax(axis=1)
     title = "CNN of 3.4"
     confusion = confusion_section(
-        "cnn", predicted, data["test"], out=args.out, title=title, run=args.run
+        "cnn", predicted, data["test"], out=args.out, title=title, run=args.run_id
     )
     return {"cnn_best": record, **confusion}
 
@@ -1164,8 +1167,9 @@ def parse_args(argv=None):
 
 
 def check_before_training(args):
-    """The seed, torch, the device, the data and --out, checked before the first epoch. Returns
-    the data (for --quick, a few hundred images of each split but the test split)."""
+    """The seed, torch, the device, the data and --out, checked before the first epoch; sets
+    args.device, args.config and args.run_id (this run's id, written into its files). Returns the
+    data (for --quick, a few hundred images of each split but the test split)."""
     if not 0 <= args.seed < 2**32:
         raise UserError(f"--seed must lie in 0 to {2**32 - 1}, found {args.seed}.")
     runs_part_2 = any(section[0] == "3" for section in args.sections)
@@ -1187,7 +1191,7 @@ def check_before_training(args):
     except OSError as error:
         raise UserError(f"--out {args.out}: not a folder this run can write ({error}).") from None
     args.config = settings(args.quick)
-    args.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"  # in its files
+    args.run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}"
     for split in ("train", "val") if args.quick else ():
         data[split] = tuple(array[: QUICK[f"{split}_n"]] for array in data[split])
     return data
@@ -1216,7 +1220,7 @@ def run(args):
     try:
         records = run_sections(data, args)
     finally:
-        lock.unlink()
+        lock.unlink(missing_ok=True)  # (deleted by hand meanwhile: nothing to do)
     print_safely(f"\nDone in {time.perf_counter() - start:.0f} s (seed {args.seed}).")
     for key, name, base in NETWORKS:
         if key in records:
@@ -1240,7 +1244,7 @@ def run_sections(data, args):
     records = {}
     for done, section in enumerate(args.sections):
         print_safely(f"== {section} ==")
-        results["unfinished"] = {**results.get("unfinished", {}), section: args.run}
+        results["unfinished"] = {**results.get("unfinished", {}), section: args.run_id}
         write_results(args.out, results)
         section_start = time.perf_counter()
         try:

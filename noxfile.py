@@ -36,6 +36,7 @@ NEWEST = [  # the newest releases that installed on 2026-11-26; bump them as new
     "matplotlib==3.11.2",
     "torch==2.14.1",  # PyPI has 2.15.0, but this workplace's pip caps torch at 2.14.1
     "pytest==9.2.0",
+    "scipy==1.17.1",  # the tools' statistics: the newest session runs the tools' tests too
 ]
 
 

@@ -248,6 +248,7 @@ def test_a_bad_test_split_is_refused_before_training(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_missing_data_folder_from_the_command_line(tmp_path):
     run = run_script(
         SCRIPT,

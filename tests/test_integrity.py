@@ -33,6 +33,7 @@ def run_args(data, out, *more):
 # ---- Two runs into one folder ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_folder_being_written_refuses_at_its_start(tmp_path):
     """Run A (Part 1, full settings) is training when run B (Part 2) starts into the same folder:
     B refuses in one sentence before any training, and A's records are all there at its end."""
@@ -130,6 +131,7 @@ def readers_agree_or_refuse(data, out, capsys):
             assert results["mlp_confusion"]["run"] == results["mlp_best"]["run"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("section, writes", [("2.5", 5), ("2.6", 5)])
 def test_an_interruption_at_any_write_leaves_outputs_together_or_recognisably_apart(
     tmp_path, monkeypatch, capsys, section, writes
@@ -152,6 +154,7 @@ def test_an_interruption_at_any_write_leaves_outputs_together_or_recognisably_ap
     readers_agree_or_refuse(data, out, capsys)
 
 
+@pytest.mark.slow
 def test_weights_of_another_run_than_their_record_are_refused(tmp_path, capsys):
     data = make_small_data(tmp_path / "data", n_train=300, n_val=100, n_test=100)
     out, other = tmp_path / "out", tmp_path / "other"
@@ -176,6 +179,7 @@ def test_ctrl_c_while_torch_imports_is_one_line_and_status_130(tmp_path):
 # ---- The caller's matplotlib settings and stdout ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_figures_are_the_same_whatever_the_callers_matplotlib_settings(tmp_path):
     """A session that has set its own style (ggplot, usetex) gets the same figure files as a fresh
     one, and its settings back; stdout, dropped by a broken pipe inside the run, comes back too."""
@@ -207,6 +211,7 @@ def test_figures_are_the_same_whatever_the_callers_matplotlib_settings(tmp_path)
         assert (tmp_path / "styled" / "figures" / name).read_bytes() == plain
 
 
+@pytest.mark.slow
 def test_a_matplotlibrc_with_usetex_in_the_working_folder_changes_nothing(tmp_path):
     folder, elsewhere = grader_folder(tmp_path)
     (elsewhere / "matplotlibrc").write_text("text.usetex: True\n")
@@ -240,6 +245,7 @@ def test_a_csv_named_like_the_labels_is_no_npy_file_and_no_advice_to_unpickle(tm
     assert "pickle" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
 def test_a_fifo_named_like_a_data_file_is_refused_not_waited_on(tmp_path):
     data = make_small_data(tmp_path / "data")

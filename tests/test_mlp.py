@@ -257,10 +257,12 @@ def test_specified_training_learns_real_digits_and_adam_learns_faster():
 
 def test_save_and_load_round_trip(tmp_path):
     net = P.MLP(seed=3)
+    net.run_id = "run-3"
     net.save(tmp_path / "w.npz")
-    back = P.MLP.load(tmp_path / "w.npz")
+    back = P.MLP.load(tmp_path / "w.npz", "2.6")
     for n in PARAMS:
         np.testing.assert_array_equal(getattr(net, n), getattr(back, n))
+    assert (back.seed, back.run_id) == (3, "run-3")  # what 2.8 and the readers check
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary left beside it
 
 
@@ -335,6 +337,7 @@ def bench_tool():
     return import_path("bench", ROOT / "tools" / "bench.py")
 
 
+@pytest.mark.slow
 def test_the_distortions_are_bilinear_sampling_as_written_plainly_before():
     """2.6's RandomAffine against the plain version of 5b28598 (tools/bench.py's RandomBefore),
     which blends p (1 - w) + q w where RandomAffine takes p + w (q - p): the same maps, so the same

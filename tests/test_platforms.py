@@ -18,6 +18,7 @@ def env_with(tmp_path, **extra):
     return dict(os.environ, PYTHONPATH=str(block_torch(tmp_path / "blocked")), **extra)
 
 
+@pytest.mark.slow
 def test_a_console_that_cannot_encode_the_path_shows_it_escaped(tmp_path):
     """Windows encodes redirected output in its ANSI code page (cp1252), which lacks the L of
     Lukasz; the run still ends with its summary and status 0."""
@@ -32,6 +33,7 @@ def test_a_console_that_cannot_encode_the_path_shows_it_escaped(tmp_path):
     assert (out / "figures" / "results.json").is_file()
 
 
+@pytest.mark.slow
 def test_a_configured_gui_backend_that_cannot_load_does_not_stop_the_run(tmp_path):
     """MPLBACKEND (or a matplotlibrc) naming a backend whose toolkit is missing: figures are drawn
     without pyplot, so no backend is ever loaded."""
@@ -121,6 +123,7 @@ def test_a_figure_drawn_again_is_the_same_file_byte_for_byte(tmp_path):
     assert b"CreationDate" not in pdf  # no date: a rerun's PDF is no change
 
 
+@pytest.mark.slow
 def test_run_in_process_as_spyder_and_percent_run_do_it_leaves_the_session_as_it_was(tmp_path):
     folder, elsewhere = grader_folder(tmp_path)
     command = [sys.executable, "-c", IN_PROCESS, str(folder / "Project3.py"), str(tmp_path / "q")]
@@ -141,6 +144,7 @@ except SystemExit as stop:
 """
 
 
+@pytest.mark.slow
 def test_code_run_without_a_file_finds_the_data_in_the_working_folder(tmp_path):
     """Pasted into a notebook cell or run with exec(): no __file__, so the working folder."""
     folder, _ = grader_folder(tmp_path)
@@ -171,6 +175,7 @@ def test_the_tools_run_where_the_platform_has_no_sighup(tmp_path):
     assert '"mlp": {"accuracy"' in run.stdout
 
 
+@pytest.mark.slow
 def test_messages_name_absolute_paths_and_the_skip_note_comes_first(tmp_path):
     folder, elsewhere = grader_folder(tmp_path)
     (elsewhere / "a_file").write_text("not a folder")

@@ -11,11 +11,13 @@ undefined macro. --id and --author are remembered in tools/author.json, which to
 too; until they are set, the title shows YOUR NAME and YOUR ID. figures/title.json records the
 name and ID on the title of the report.pdf just built (and that PDF's SHA-256), for submit.py.
 
-The statistics (stated once in the report's "Conventions"): a 95 % Wilson interval for an accuracy
-on n images; over n seeds, the mean and the standard deviation s; a single run differs from the mean
-of the seed runs by more than noise when the difference exceeds t(0.975, n-1) * s * sqrt(1 + 1/n);
-equal accuracy over the ten digits is tested with the chi-squared statistic of the 10 x 2 table of
-right and wrong answers, its p-value simulated under the hypothesis.
+The statistics (stated once in the report's "Conventions"), from scipy.stats: a 95 % Wilson interval
+for an accuracy on n images; over n seeds, the mean and the standard deviation s; a single run
+differs from the mean of the seed runs by more than noise when the difference exceeds
+t(0.975, n-1) * s * sqrt(1 + 1/n); several runs against the seed runs by Welch's test; equal
+accuracy over the ten digits by the chi-squared statistic of the 10 x 2 table of right and wrong
+answers, its p-value from tables drawn with the same margins; Holm's correction (a few lines
+here: scipy lacks it).
 """
 
 import argparse
@@ -32,6 +34,7 @@ from pathlib import Path
 
 try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
     import numpy as np
+    from scipy import stats
 
     from common import ROOT, P, all_results, out_dir, run_tool
 except KeyboardInterrupt:
@@ -111,69 +114,47 @@ def thousands(n):
     return f"{n:,}".replace(",", "{,}")
 
 
-def wilson(p, n, z=1.96):
+def wilson(p, n):
     """The 95 % Wilson score interval of a proportion p observed on n trials."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
+    interval = stats.binomtest(round(p * n), n).proportion_ci(
+        confidence_level=0.95, method="wilson"
+    )
+    return float(interval.low), float(interval.high)
 
 
 def mean_sd(values):
-    mean = sum(values) / len(values)
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-
-
-def t_cdf(t, df):
-    """P(T <= t) for Student's t with df degrees of freedom (df need not be a whole number, as in
-    Welch's test): Simpson's rule on the density from 0 to t, 2000 intervals."""
-    scale = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
-    x = np.linspace(0.0, abs(t), 2001)
-    density = scale * (1 + x * x / df) ** (-(df + 1) / 2)
-    area = (x[1] - x[0]) / 3 * (density[0] + 4 * density[1:-1:2].sum() + 2 * density[2:-1:2].sum())
-    area += (x[1] - x[0]) / 3 * density[-1]
-    return 0.5 + math.copysign(area, t)
-
-
-def t_quantile(df, q=0.975):
-    """The q quantile of Student's t with df degrees of freedom, by bisection on t_cdf."""
-    low, high = 0.0, 100.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if t_cdf(mid, df) < q else (low, mid)
-    return (low + high) / 2
+    return float(np.mean(values)), float(np.std(values, ddof=1))
 
 
 def noise_band(values):
     """How far one run may lie from the mean of the seed runs `values` by chance alone (95 %): a
     prediction interval, t(0.975, n-1) * s * sqrt(1 + 1/n)."""
     n = len(values)
-    return t_quantile(n - 1) * mean_sd(values)[1] * math.sqrt(1 + 1 / n)
+    return float(stats.t.ppf(0.975, n - 1)) * mean_sd(values)[1] * math.sqrt(1 + 1 / n)
 
 
 def compare(variant, recipe):
     """A variant's runs against the recipe's seed runs: (difference of the means, the 95 % band a
     difference must clear, the two-sided p-value). One run: the prediction band of noise_band,
     t with n-1 degrees of freedom. Several: Welch's two-sample test (no equal variances assumed),
-    t(0.975) at Welch-Satterthwaite's degrees of freedom times the standard error."""
+    its 95 % interval's half-width the band."""
     mean, sd = mean_sd(recipe)
+    if len(variant) > 1:
+        welch = stats.ttest_ind(variant, recipe, equal_var=False)
+        interval = welch.confidence_interval(0.95)
+        difference = float(np.mean(variant)) - mean
+        return difference, float(interval.high - interval.low) / 2, float(welch.pvalue)
     n = len(recipe)
-    if len(variant) == 1:
-        se, df = sd * math.sqrt(1 + 1 / n), n - 1
-        difference = variant[0] - mean
-    else:
-        k = len(variant)
-        v_mean, v_sd = mean_sd(variant)
-        a, b = sd**2 / n, v_sd**2 / k
-        se = math.sqrt(a + b)
-        df = (a + b) ** 2 / (a**2 / (n - 1) + b**2 / (k - 1))
-        difference = v_mean - mean
-    p_value = 2 * (1 - t_cdf(abs(difference) / se, df))
-    return difference, t_quantile(df) * se, p_value
+    se = sd * math.sqrt(1 + 1 / n)
+    difference = variant[0] - mean
+    p_value = 2 * float(stats.t.sf(abs(difference) / se, n - 1))
+    return difference, float(stats.t.ppf(0.975, n - 1)) * se, p_value
 
 
 def holm(p_values, alpha=0.05):
-    """Holm's step-down correction: which of the hypotheses are rejected with a family-wise error
-    rate of alpha (the smallest p against alpha/m, the next against alpha/(m-1), ...)."""
+    """Holm's step-down correction (not in scipy): which of the hypotheses are rejected with a
+    family-wise error rate of alpha (the smallest p against alpha/m, the next against
+    alpha/(m-1), ...)."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
     rejected = [False] * len(p_values)
     for rank, i in enumerate(order):
@@ -184,46 +165,42 @@ def holm(p_values, alpha=0.05):
 
 
 def mcnemar_p(only_first, only_second):
-    """McNemar's exact test: two-sided binomial p-value of the images that one of two networks
+    """McNemar's exact test: the two-sided binomial p-value of the images that one of two networks
     gets right and the other wrong (the paired comparison on the same images)."""
     n = only_first + only_second
-    tail = sum(math.comb(n, i) for i in range(min(only_first, only_second) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    return float(stats.binomtest(only_first, n).pvalue) if n else 1.0
 
 
-def equal_accuracy_test(matrix, simulations=200_000):
-    """Chi-squared statistic of the 10 x 2 table of right and wrong answers per digit, and its
-    p-value under equal accuracy, simulated (the counts of mistakes are too small for the
-    chi-squared approximation): each digit's mistakes drawn binomially at the pooled rate."""
+def equal_accuracy_test(matrix, resamples=200_000):
+    """Whether the ten digits are recognised equally well: the chi-squared statistic of the 10 x 2
+    table of right and wrong answers per digit, and its p-value from a Monte Carlo test over tables
+    with the same margins (the mistakes are too few for the chi-squared approximation)."""
     C = np.array(matrix)
-    n = C.sum(axis=1)
-    wrong = n - np.diag(C)
-
-    def statistic(wrong):
-        rate = wrong.sum(axis=-1, keepdims=True) / n.sum()
-        expected_wrong = n * rate
-        expected_right = n * (1 - rate)
-        return (((wrong - expected_wrong) ** 2) * (1 / expected_wrong + 1 / expected_right)).sum(-1)
-
-    observed = float(statistic(wrong))
-    rng = np.random.RandomState(
-        0
-    )  # the legacy generator: its stream is frozen across numpy versions
-    simulated = rng.binomial(n, wrong.sum() / n.sum(), size=(simulations, 10))
-    p_value = float((statistic(simulated) >= observed - 1e-9).mean())
-    return observed, p_value
+    right = np.diag(C)
+    table = np.stack([right, C.sum(axis=1) - right], axis=1)
+    method = stats.MonteCarloMethod(n_resamples=resamples, rng=np.random.default_rng(0))
+    test = stats.chi2_contingency(table, correction=False, method=method)
+    return float(test.statistic), float(test.pvalue)
 
 
-def even_spread_test(counts, simulations=200_000):
-    """Chi-squared statistic of counts against an even spread over their cells, and its p-value
-    simulated with multinomial draws of the same total."""
+def even_spread_test(counts, resamples=200_000):
+    """The chi-squared statistic of counts against an even spread over their cells, and its p-value
+    from scipy's Monte Carlo test with multinomial draws of the same total (the counts are too
+    small for the chi-squared approximation)."""
     counts = np.asarray(counts)
-    expected = counts.sum() / len(counts)
-    observed = float(((counts - expected) ** 2 / expected).sum())
-    rng = np.random.RandomState(1)
-    simulated = rng.multinomial(counts.sum(), [1 / len(counts)] * len(counts), size=simulations)
-    statistic = ((simulated - expected) ** 2 / expected).sum(axis=1)
-    return observed, float((statistic >= observed - 1e-9).mean())
+    total, cells = int(counts.sum()), len(counts)
+    rng = np.random.default_rng(1)
+
+    def draws(size):  # size: (resamples, cells); a row a multinomial draw of the cells
+        return rng.multinomial(total, [1 / cells] * cells, size=size[:-1])
+
+    def statistic(sample, axis):
+        return stats.chisquare(sample, axis=axis).statistic
+
+    test = stats.monte_carlo_test(
+        counts, draws, statistic, n_resamples=resamples, alternative="greater"
+    )
+    return float(test.statistic), float(test.pvalue)
 
 
 def p_text(p_value):
@@ -240,7 +217,7 @@ def p_relation(p_value):
 
 def binomial_tail(k, n, p):
     """P(X >= k) for X ~ Binomial(n, p)."""
-    return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k, n + 1))
+    return float(stats.binom.sf(k - 1, n, p))
 
 
 # ---- Macros from each entry of results.json -----------------------------------------------------
