@@ -173,7 +173,7 @@ def write_results(out, results, name="results.json"):
     write_whole(out / "figures" / name, Path.write_text, text)
 
 
-def saved_record(args, section, key, run=None):
+def saved_record(args, section, key, run_id=None):
     """results.json's record key, written by section earlier (in this run or another), refused
     (naming the section to run) where that section did not finish, or where weights read beside it
     (their run id given) were written by another run."""
@@ -184,7 +184,7 @@ def saved_record(args, section, key, run=None):
         problem = f"section {section} did not finish, so its files in {args.out} may not match"
     elif record is None:
         problem = f"{args.out / 'figures' / 'results.json'} holds no record of section {section}"
-    elif run is not None and run != record.get("run"):
+    elif run_id is not None and run_id != record.get("run"):
         problem = f"the weights of section {section} in {args.out} are not those of its record"
     else:
         return record
