@@ -173,19 +173,19 @@ def write_results(out, results, name="results.json"):
     write_whole(out / "figures" / name, Path.write_text, text)
 
 
-def saved_record(args, section, key, run_id=None):
+def saved_record(out, section, key, run_id=None):
     """results.json's record key, written by section earlier (in this run or another), refused
     (naming the section to run) where that section did not finish, or where weights read beside it
     (their run id given) were written by another run."""
-    results = read_results(args.out)
+    results = read_results(out)
     record = results.get(key)
     rerun = f"run `python Project3.py --section {section}` first (same --out and --quick)"
     if section in results.get("unfinished", {}):
-        problem = f"section {section} did not finish, so its files in {args.out} may not match"
+        problem = f"section {section} did not finish, so its files in {out} may not match"
     elif record is None:
-        problem = f"{args.out / 'figures' / 'results.json'} holds no record of section {section}"
+        problem = f"{out / 'figures' / 'results.json'} holds no record of section {section}"
     elif run_id is not None and run_id != record.get("run"):
-        problem = f"the weights of section {section} in {args.out} are not those of its record"
+        problem = f"the weights of section {section} in {out} are not those of its record"
     else:
         return record
     raise UserError(f"{problem}: {rerun}.")
@@ -772,7 +772,7 @@ def plot_mistakes(pairs, *, test, predicted, out, name, title):
     save_figure(fig, out, name)
 
 
-def confusion_section(key, predicted, test, *, out, title, run):
+def confusion_section(key, predicted, test, *, out, title, run_id):
     """The 10x10 confusion matrix on the test split, and the test images behind its largest
     off-diagonal counts; returns the matrix and what the report quotes of it."""
     C = np.zeros((10, 10), dtype=np.int64)  # C[i, j]: the images of digit i predicted as j
@@ -786,7 +786,7 @@ def confusion_section(key, predicted, test, *, out, title, run):
     per_class = np.diag(C) / np.maximum(C.sum(axis=1), 1)
     top = [{"true": i, "predicted": j, "count": count} for count, i, j in pairs[:8]]
     record = {
-        "run": run,  # the network's
+        "run": run_id,  # the network's
         "matrix": C.tolist(),
         "per_class_accuracy": per_class.round(4).tolist(),
         "top_confusions": top,
@@ -797,11 +797,11 @@ def confusion_section(key, predicted, test, *, out, title, run):
 def section_2_7(data, args):
     """The confusion matrix of the 2.6 network (weights/mlp.npz) on the test split."""
     net = MLP.load(args.out / "weights" / "mlp.npz", "2.6")
-    saved_record(args, "2.6", "mlp_best", net.run_id)
+    saved_record(args.out, "2.6", "mlp_best", net.run_id)
     predicted = mlp_log_probs(net, data["test"][0]).argmax(axis=1)
     title = "MLP of 2.6"
     return confusion_section(
-        "mlp", predicted, data["test"], out=args.out, title=title, run=net.run_id
+        "mlp", predicted, data["test"], out=args.out, title=title, run_id=net.run_id
     )
 
 
@@ -823,7 +823,7 @@ def section_2_8(data, args):
         "mlp_best": MLP.load(weights / "mlp.npz", "2.6"),
     }
     for (key, net), section in zip(nets.items(), ("2.5", "2.6")):
-        saved_record(args, section, key, net.run_id)  # the weights and the record of one run
+        saved_record(args.out, section, key, net.run_id)  # the weights and the record of one run
     fig = new_figure(figsize=(6.3, 3.3))
     panels = fig.subplots(1, 2)
     names = ("as specified (2.5)", "trained better (2.6)")
@@ -967,10 +967,10 @@ def train_cnn_as_specified(data, *, epochs, seed, device, tag):
     return net, history
 
 
-def save_cnn(net, path, run):
+def save_cnn(net, path, run_id):
     """The CNN's state dict as plain arrays, and the run that trained it."""
     save_arrays(
-        path, {"run": np.array(run), **{k: t.cpu().numpy() for k, t in net.state_dict().items()}}
+        path, {"run": np.array(run_id), **{k: t.cpu().numpy() for k, t in net.state_dict().items()}}
     )
 
 
@@ -994,7 +994,7 @@ def section_3_2(data, args):
 def section_3_3(data, args):
     """The training of 3.2 on the first 2000 images, plotted above 3.2's run on all 50000."""
     cfg = args.config["cnn_study"]
-    full = saved_record(args, "3.2", "cnn_spec")  # 3.2's run, checked before training
+    full = saved_record(args.out, "3.2", "cnn_spec")  # 3.2's run, checked before training
     full_history = full.get("history") if isinstance(full.get("history"), dict) else {}
     columns = [full_history.get(key) for key in HISTORY]
     numbers = [isinstance(c, list) and all(isinstance(v, (int, float)) for v in c) for c in columns]
@@ -1106,7 +1106,7 @@ def section_3_4(data, args):
     predicted = test_log_probs.argmax(axis=1)
     title = "CNN of 3.4"
     confusion = confusion_section(
-        "cnn", predicted, data["test"], out=args.out, title=title, run=args.run_id
+        "cnn", predicted, data["test"], out=args.out, title=title, run_id=args.run_id
     )
     return {"cnn_best": record, **confusion}
 
@@ -1166,6 +1166,14 @@ def parse_args(argv=None):
     return args
 
 
+def pick_device(requested):
+    """Part 2's device: --device, else CUDA where torch finds it."""
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
 def check_before_training(args):
     """The seed, torch, the device, the data and --out, checked before the first epoch; sets
     args.device, args.config and args.run_id (this run's id, written into its files). Returns the
@@ -1175,11 +1183,8 @@ def check_before_training(args):
     runs_part_2 = any(section[0] == "3" for section in args.sections)
     if runs_part_2 and torch is None:
         raise UserError(f"Part 2 needs PyTorch, which cannot be imported here ({TORCH_PROBLEM}).")
-    if runs_part_2:  # its device: --device, else CUDA where torch finds it
-        has_cuda = torch.cuda.is_available()
-        if args.device == "cuda" and not has_cuda:
-            raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-        args.device = args.device or ("cuda" if has_cuda else "cpu")
+    if runs_part_2:
+        args.device = pick_device(args.device)
     data = load_data(find_data_dir(args.data))
     if len(data["train"][0]) < 3:
         raise UserError(

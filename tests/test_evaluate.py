@@ -155,7 +155,7 @@ def test_weights_beside_a_record_of_another_run_or_an_unfinished_section_are_ref
     results = json.loads(results_path.read_text())
     results_path.write_text(json.dumps({**results, "unfinished": {"3.4": "a run"}}))
     assert run_evaluate("--data", data, "--weights", weights) == 2
-    assert "section 3.4 was interrupted" in capsys.readouterr().err
+    assert "section 3.4 did not finish" in capsys.readouterr().err
     results["mlp_best"]["run"] = "another run"
     results_path.write_text(json.dumps(results))
     assert run_evaluate("--data", data, "--weights", weights) == 2
