@@ -61,6 +61,7 @@ MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the v
     # Random affine distortions of every training image (RandomAffine): up to +-8 degrees,
     # a scale of 1 +- 0.08, a horizontal shear of +-0.10, a shift of +-1.5 pixels each way.
     "augment": {"rotate_deg": 8.0, "scale": 0.08, "shear": 0.10, "shift": 1.5},
+    "deskew": False,  # every image the network reads sheared upright first (deskew)
 }
 CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "small_n": 2000,  # the first 2000 images, as in 2.5
@@ -73,6 +74,7 @@ CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the v
     "lr": 4e-3,  # the peak of Adam's one-cycle learning rate
     "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
     "augment": {"rotate_deg": 12.0, "scale": 0.10, "shear": 0.15, "shift": 2.5},  # beyond 2.6's
+    "deskew": False,  # as in 2.6
 }
 TRAIN_EVAL_N = 5000  # 2.6 and 3.4 score training accuracy on the first 5000 images, for speed
 NETWORKS = (  # (results key, name, the accuracy above which each point is extra credit)
@@ -312,6 +314,7 @@ class MLP:
     def __init__(self, n_in=784, n_hidden=64, n_out=10, seed=None):
         self.seed = seed  # saved with the weights: 2.8 compares them with where they started
         self.run_id = ""  # the run that trains them, saved with them and in their record
+        self.deskew = False  # whether it reads deskewed images (2.6), saved with the weights
         rng = np.random.default_rng(seed)  # 2.2: weights ~ N(0, 0.1^2), biases 0
         self.W1 = (0.1 * rng.standard_normal((n_hidden, n_in))).astype(np.float32)
         self.b1 = np.zeros(n_hidden, dtype=np.float32)
@@ -384,7 +387,13 @@ class MLP:
 
     def save(self, path):
         save_arrays(
-            path, {**self.params(), "seed": np.array(self.seed), "run": np.array(self.run_id)}
+            path,
+            {
+                **self.params(),
+                "seed": np.array(self.seed),
+                "run": np.array(self.run_id),
+                "deskew": np.array(int(self.deskew)),
+            },
         )
 
     @classmethod
@@ -399,6 +408,7 @@ class MLP:
                         raise ValueError(f"{name} should be finite floats of shape {theta.shape}")
                     theta[...] = a  # in place, as float32
                 net.seed, net.run_id = int(saved["seed"]), str(saved["run"])
+                net.deskew = "deskew" in saved.files and bool(saved["deskew"])
         except Exception as error:  # missing, a folder, not an .npz, an array missing, a pickle
             found = isinstance(error, FileNotFoundError)
             problem = "file not found" if found else f"no readable weights ({error})"
@@ -670,13 +680,57 @@ PIXEL_Y, PIXEL_X = np.mgrid[:28, :28].reshape(2, 784) - 13.5  # each pixel about
 PIXEL_GRID = np.stack([PIXEL_X, PIXEL_Y, np.ones(784)]).astype(np.float32)  # x, y and 1 (the shift)
 
 
+def sample_bilinear(images, src):
+    """The images (B, 784) read at the points src (B, 2, 784), x and y in pixels about the centre:
+    each output pixel blends the four input pixels around its point, with bilinear weights; beyond
+    the image's edge they are 0 (a point far outside reads the edge's last 0.1 %, nothing on
+    MNIST's blank borders)."""
+    B = len(images)
+    src = np.clip(src + 14.5, 0, 28.999)  # +1: the image padded by a pixel of zeros, 30 x 30
+    corner = np.floor(src)
+    wx, wy = src[:, 0] - corner[:, 0], src[:, 1] - corner[:, 1]  # the bilinear weights
+    i = (30 * corner[:, 1] + corner[:, 0]).astype(np.intp)  # the top-left neighbours ...
+    i += 900 * np.arange(B)[:, None]  # ... in the padded images laid one after another
+    padded = np.pad(images.reshape(B, 28, 28), ((0, 0), (1, 1), (1, 1))).ravel()
+    top_left, top_right, bottom_left, bottom_right = (padded[d:].take(i) for d in (0, 1, 30, 31))
+    top = top_left + wx * (top_right - top_left)
+    bottom = bottom_left + wx * (bottom_right - bottom_left)
+    return top + wy * (bottom - top)
+
+
+def deskew(images, chunk=10000):
+    """Each image sheared along x so that its principal axis stands upright, the shear taken from
+    the second moments of its ink (LeCun et al., 1998, deskew MNIST so): float32 (N, 784)."""
+    out = []
+    for start in range(0, len(images), chunk):
+        x = np.asarray(images[start : start + chunk], dtype=np.float32)
+        mass = x.sum(axis=1, keepdims=True) + 1e-6  # a blank image stays blank
+        dx = PIXEL_X - x @ PIXEL_X[:, None] / mass  # each pixel about the image's centre of ink
+        dy = PIXEL_Y - x @ PIXEL_Y[:, None] / mass
+        slant = (x * dx * dy).sum(axis=1) / ((x * dy * dy).sum(axis=1) + 1e-6)  # cov(x,y)/var(y)
+        src = np.stack([PIXEL_X + slant[:, None] * dy, np.broadcast_to(PIXEL_Y, x.shape)], 1)
+        out.append(sample_bilinear(x, src.astype(np.float32)))
+    return np.concatenate(out) if out else np.zeros((0, 784), np.float32)
+
+
+def network_input(data, deskewed):
+    """The splits as a network reads them: deskewed (2.6, 3.4) or as given."""
+    return {split: (deskew(x), y) for split, (x, y) in data.items()} if deskewed else data
+
+
 class RandomAffine:
     """Random affine distortions of 28x28 images, drawn afresh for every image and every call:
     rotation by up to rotate_deg degrees, scaling by 1 +- scale, horizontal shear by up to +-shear
-    and a shift by up to +-shift pixels. Called as augment(images (B, 784), rng)."""
+    and a shift by up to +-shift pixels; with elastic_alpha, also an elastic distortion (Simard et
+    al., 2003): a random field of displacements, uniform in -1..1 at every pixel, smoothed by a
+    Gaussian of elastic_sigma pixels and scaled by elastic_alpha. Called as augment(images, rng)."""
 
-    def __init__(self, rotate_deg, scale, shear, shift):
+    def __init__(self, rotate_deg, scale, shear, shift, elastic_alpha=0.0, elastic_sigma=4.0):
         self.rotate_deg, self.scale, self.shear, self.shift = rotate_deg, scale, shear, shift
+        self.alpha = elastic_alpha
+        d = np.arange(28)[:, None] - np.arange(28)  # G @ field @ G smooths a field (G = G.T)
+        gaussian = np.exp(-(d**2) / (2 * elastic_sigma**2)) / (np.sqrt(2 * np.pi) * elastic_sigma)
+        self.G = gaussian.astype(np.float32)
 
     def maps(self, B, rng):
         """B affine maps (B, 2, 3), float32, in pixels about the image centre: output pixel p
@@ -693,24 +747,19 @@ class RandomAffine:
         A_inv = np.linalg.inv(A)
         return np.concatenate([A_inv, -A_inv @ t], axis=2).astype(np.float32)
 
+    def displacements(self, B, rng):
+        """B elastic fields (B, 2, 784) of x and y displacements, in pixels."""
+        field = rng.uniform(-1, 1, (2 * B * 28, 28)).astype(np.float32) @ self.G  # along x
+        field = field.reshape(2 * B, 28, 28).transpose(0, 2, 1).reshape(-1, 28) @ self.G  # y
+        return self.alpha * field.reshape(2 * B, 28, 28).transpose(0, 2, 1).reshape(B, 2, 784)
+
     def __call__(self, images, rng):
-        """The batch (B, 784) distorted: each output pixel blends the four input pixels around the
-        point it reads, with bilinear weights; beyond the image's edge they are 0 (a point far
-        outside reads the edge's last 0.1 %, nothing on MNIST's blank borders)."""
+        """The batch (B, 784) distorted, each image by its own draw."""
         B = len(images)
         src = (self.maps(B, rng).reshape(2 * B, 3) @ PIXEL_GRID).reshape(B, 2, 784)
-        src = np.clip(src + 14.5, 0, 28.999)  # +1: the image padded by a pixel of zeros, 30 x 30
-        corner = np.floor(src)
-        wx, wy = src[:, 0] - corner[:, 0], src[:, 1] - corner[:, 1]  # the bilinear weights
-        i = (30 * corner[:, 1] + corner[:, 0]).astype(np.intp)  # the top-left neighbours ...
-        i += 900 * np.arange(B)[:, None]  # ... in the padded images laid one after another
-        padded = np.pad(images.reshape(B, 28, 28), ((0, 0), (1, 1), (1, 1))).ravel()
-        top_left, top_right, bottom_left, bottom_right = (
-            padded[d:].take(i) for d in (0, 1, 30, 31)
-        )
-        top = top_left + wx * (top_right - top_left)
-        bottom = bottom_left + wx * (bottom_right - bottom_left)
-        return top + wy * (bottom - top)
+        if self.alpha:
+            src += self.displacements(B, rng)
+        return sample_bilinear(images, src)
 
 
 def plot_best_training(history, data, *, title, out, name, accuracy_from):
@@ -728,6 +777,8 @@ def section_2_6(data, args):
     start = time.perf_counter()
     net = AdamMLP(seed=args.seed)
     recipe = {**cfg, "augment": RandomAffine(**cfg["augment"])}  # epochs, batch, lr, lr_final
+    net.deskew = recipe.pop("deskew")
+    data = network_input(data, net.deskew)
     history, best = train_mlp(
         net, data, **recipe, seed=args.seed, tag="2.6", train_eval_n=TRAIN_EVAL_N
     )
@@ -967,11 +1018,11 @@ def train_cnn_as_specified(data, *, epochs, seed, device, tag):
     return net, history
 
 
-def save_cnn(net, path, run_id):
-    """The CNN's state dict as plain arrays, and the run that trained it."""
-    save_arrays(
-        path, {"run": np.array(run_id), **{k: t.cpu().numpy() for k, t in net.state_dict().items()}}
-    )
+def save_cnn(net, path, run_id, deskewed=False):
+    """The CNN's state dict as plain arrays, the run that trained it and whether it reads
+    deskewed images (3.4)."""
+    arrays = {k: t.cpu().numpy() for k, t in net.state_dict().items()}
+    save_arrays(path, {"run": np.array(run_id), "deskew": np.array(int(deskewed)), **arrays})
 
 
 def section_3_2(data, args):
@@ -1057,30 +1108,39 @@ class RandomAffineTorch(RandomAffine):
         theta = torch.from_numpy(self.maps(len(images), rng)).to(images.device)
         theta[:, :, 2] /= 14
         grid = F.affine_grid(theta, [len(images), 1, 28, 28], align_corners=False)
+        if self.alpha:  # the elastic fields, (B, 2, 784) -> (B, 28, 28, 2), in grid units
+            field = torch.from_numpy(self.displacements(len(images), rng)).to(images.device)
+            grid = grid + field.reshape(-1, 2, 28, 28).permute(0, 2, 3, 1) / 14
         distorted = F.grid_sample(images.reshape(-1, 1, 28, 28), grid, align_corners=False)
         return distorted.reshape(-1, 784)
 
 
-def train_cnn_best(cfg, data, *, seed, device):
-    """The 3.4 recipe: Adam with a one-cycle learning rate (Smith and Topin, 2019), label
-    smoothing, random affine distortions, and the best validation epoch's weights."""
-    torch.manual_seed(seed)  # the initial weights
-    net = ConvNet().to(device)
+def cnn_best_recipe(cfg, net, n_train):
+    """The 3.4 recipe's training step for net: Adam with a one-cycle learning rate (Smith and
+    Topin, 2019), label smoothing, random affine distortions."""
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-    steps_per_epoch = (len(data["train"][0]) + cfg["batch"] - 1) // cfg["batch"]  # last: smaller
+    steps_per_epoch = (n_train + cfg["batch"] - 1) // cfg["batch"]  # the last batch: smaller
     # Stepped every batch, with torch's defaults: the rate rises from
     # max_lr / 25 over the first 30 % of the steps, then falls along a cosine to max_lr / 25 / 10^4,
     # while Adam's beta1 falls from 0.95 to 0.85 and rises again.
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg["lr"], total_steps=cfg["epochs"] * steps_per_epoch
     )
-    recipe = {
+    return {
         "batch": cfg["batch"],
         "optimizer": optimizer,
         "loss_fn": smoothed_cross_entropy(cfg["label_smoothing"]),
         "scheduler": scheduler,
         "augment": RandomAffineTorch(**cfg["augment"]) if cfg["augment"] else None,
     }
+
+
+def train_cnn_best(cfg, data, *, seed, device):
+    """The 3.4 recipe on data as the network reads it (network_input), keeping the best
+    validation epoch's weights."""
+    torch.manual_seed(seed)  # the initial weights
+    net = ConvNet().to(device)
+    recipe = cnn_best_recipe(cfg, net, len(data["train"][0]))
     history, best = train_cnn(
         net, data, epochs=cfg["epochs"], seed=seed, tag="3.4", train_eval_n=TRAIN_EVAL_N, **recipe
     )
@@ -1092,17 +1152,18 @@ def section_3_4(data, args):
     """The 3.4 recipe on all 50000 images; then its test accuracy and confusion matrix."""
     cfg = args.config["cnn_best"]
     start = time.perf_counter()
-    net, history, best = train_cnn_best(cfg, data, seed=args.seed, device=args.device)
+    seen = network_input(data, cfg["deskew"])  # the images as the network reads them
+    net, history, best = train_cnn_best(cfg, seen, seed=args.seed, device=args.device)
     record = training_record(
         history, start, args, val_accuracy=best["val_acc"], config=cfg, device=args.device
     )
-    save_cnn(net, args.out / "weights" / "cnn.npz", args.run_id)
+    save_cnn(net, args.out / "weights" / "cnn.npz", args.run_id, cfg["deskew"])
     title = "CNN of 3.4: Adam, one-cycle learning rate, label smoothing, random affine distortions"
     plot_best_training(
         history, data, title=title, out=args.out, name="cnn_best_training", accuracy_from=95
     )
-    test_log_probs = cnn_log_probs(net, data["test"][0])
-    record.update(test_scores(test_log_probs, data["test"]))
+    test_log_probs = cnn_log_probs(net, seen["test"][0])
+    record.update(test_scores(test_log_probs, seen["test"]))
     predicted = test_log_probs.argmax(axis=1)
     title = "CNN of 3.4"
     confusion = confusion_section(

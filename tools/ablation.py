@@ -24,6 +24,8 @@ except KeyboardInterrupt:
 DESCRIPTION = "Variants of the 2.5-2.6 and 3.2-3.4 trainings, scored on validation only."
 
 SHIFTS_ONLY = {"rotate_deg": 0.0, "scale": 0.0, "shear": 0.0, "shift": 1.5}
+ELASTIC = {"elastic_alpha": 34.0, "elastic_sigma": 4.0}  # Simard et al. 2003's, for MNIST
+EMA_DECAYS = (0.999, 0.9998)  # weight averages measured beside every mlp_best and cnn_best row
 # (key, group, what changes, the change): MLP rows change the 2.6 recipe (mlp_best) or the
 # specified training (mlp_spec), CNN rows the 3.4 recipe (cnn_best) or 3.2's training (cnn_spec).
 ROWS = (
@@ -42,6 +44,13 @@ ROWS = (
         {"sgd": True, "batch": 256, "lr": 0.001},
     ),
     ("mlp_spec_long", "mlp_spec", "as specified, 600 epochs", {"epochs": 600}),
+    ("mlp_deskew", "mlp_best", "deskewed images", {"deskew": True}),
+    (
+        "mlp_deskew_elastic",
+        "mlp_best",
+        "deskewed images, elastic distortions too",
+        {"deskew": True, "augment": {**P.MLP_BEST["augment"], **ELASTIC}},
+    ),
     ("cnn_no_augment", "cnn_best", "no distortions", {"augment": None}),
     ("cnn_no_smoothing", "cnn_best", "no label smoothing", {"label_smoothing": 0.0}),
     (
@@ -63,7 +72,78 @@ ROWS = (
         {"momentum": 0.9},
     ),
     ("cnn_spec_long", "cnn_spec", "as specified, 40 epochs", {"epochs": 40}),
+    ("cnn_deskew", "cnn_best", "deskewed images", {"deskew": True}),
+    (
+        "cnn_deskew_elastic",
+        "cnn_best",
+        "deskewed images, elastic distortions too",
+        {"deskew": True, "augment": {**P.CNN_BEST["augment"], **ELASTIC}},
+    ),
+    (
+        "cnn_deskew_no_smoothing",
+        "cnn_best",
+        "deskewed images, no label smoothing",
+        {"deskew": True, "label_smoothing": 0.0},
+    ),
 )
+
+
+class WeightAverages:
+    """Exponential moving averages of a network's weights over its training steps, one for each
+    decay, scored on the validation split at the end of every epoch: weight averaging measured
+    beside the raw weights of the same training. params() gives the network's weights (arrays or
+    tensors, updated in place by each step); score(weights) the validation accuracy of a set."""
+
+    def __init__(self, params, score, steps_per_epoch):
+        self.params, self.score, self.steps_per_epoch = params, score, steps_per_epoch
+        self.averages = {d: {k: v * 1 for k, v in params().items()} for d in EMA_DECAYS}
+        self.val_acc = {d: [] for d in EMA_DECAYS}
+        self.steps = 0
+
+    def step(self):
+        self.steps += 1
+        for decay, average in self.averages.items():
+            for name, theta in self.params().items():
+                average[name] += (1 - decay) * (theta - average[name])
+        if self.steps % self.steps_per_epoch == 0:
+            for decay, average in self.averages.items():
+                self.val_acc[decay].append(round(self.score(average), 5))
+
+    def summary(self):
+        """Each decay's best validation accuracy and its epoch."""
+        return {
+            str(d): {"best_val_accuracy": max(acc), "best_epoch": acc.index(max(acc)) + 1}
+            for d, acc in self.val_acc.items()
+        }
+
+
+class AveragedAdamMLP(P.AdamMLP):
+    """AdamMLP whose every step also updates its WeightAverages (set by track)."""
+
+    def track(self, val, steps_per_epoch):
+        scorer = P.MLP()
+
+        def score(weights):
+            for name, theta in scorer.params().items():
+                theta[...] = weights[name]
+            return P.accuracy_and_loss(P.mlp_log_probs(scorer, val[0]), val[1])[0]
+
+        self.averages = WeightAverages(self.params, score, steps_per_epoch)
+
+    def update_params(self, lr):
+        super().update_params(lr)
+        self.averages.step()
+
+
+class AveragingScheduler:
+    """A learning-rate scheduler whose every step also updates WeightAverages."""
+
+    def __init__(self, scheduler, averages):
+        self.scheduler, self.averages = scheduler, averages
+
+    def step(self):
+        self.scheduler.step()
+        self.averages.step()
 
 
 def train(group, change, data, seed, device, quick):
@@ -80,13 +160,17 @@ def train(group, change, data, seed, device, quick):
             seed=seed,
             tag=group,
         )
-        return history
+        return history, {}
     if group == "mlp_best":
         cfg = {**P.MLP_BEST, **change, **epochs}
+        seen = P.network_input(data, cfg["deskew"])
         sgd = cfg.get("sgd", False)
+        net = P.MLP(seed=seed) if sgd else AveragedAdamMLP(seed=seed)
+        if not sgd:
+            net.track(seen["val"], steps_per_epoch=-(-len(seen["train"][0]) // cfg["batch"]))
         history, _ = P.train_mlp(
-            P.MLP(seed=seed) if sgd else P.AdamMLP(seed=seed),
-            data,
+            net,
+            seen,
             epochs=cfg["epochs"],
             batch=cfg["batch"],
             lr=cfg["lr"],
@@ -96,7 +180,7 @@ def train(group, change, data, seed, device, quick):
             augment=P.RandomAffine(**cfg["augment"]) if cfg["augment"] else None,
             train_eval_n=P.TRAIN_EVAL_N,
         )
-        return history
+        return history, {} if sgd else {"ema": net.averages.summary()}
     if group == "cnn_best" and change.get("sgd"):  # 3.2's training, with 3.4's distortions
         cfg = {**P.CNN_BEST, **epochs}
         P.torch.manual_seed(seed)
@@ -113,10 +197,33 @@ def train(group, change, data, seed, device, quick):
             augment=P.RandomAffineTorch(**cfg["augment"]),
             train_eval_n=P.TRAIN_EVAL_N,
         )
-        return history
-    if group == "cnn_best":
+        return history, {}
+    if group == "cnn_best":  # train_cnn_best, its scheduler's steps also averaging the weights
         cfg = {**P.CNN_BEST, **change, **epochs}
-        return P.train_cnn_best(cfg, data, seed=seed, device=device)[1]
+        seen = P.network_input(data, cfg["deskew"])
+        P.torch.manual_seed(seed)
+        net = P.ConvNet().to(device)
+        recipe = P.cnn_best_recipe(cfg, net, len(seen["train"][0]))
+        scorer = P.ConvNet().to(device)
+
+        def score(weights):
+            scorer.load_state_dict(weights)
+            return P.accuracy_and_loss(P.cnn_log_probs(scorer, seen["val"][0]), seen["val"][1])[0]
+
+        steps_per_epoch = -(-len(seen["train"][0]) // cfg["batch"])
+        params = lambda: {k: v.detach() for k, v in net.state_dict(keep_vars=True).items()}  # noqa: E731
+        averages = WeightAverages(params, score, steps_per_epoch)
+        recipe["scheduler"] = AveragingScheduler(recipe["scheduler"], averages)
+        history, _ = P.train_cnn(
+            net,
+            seen,
+            epochs=cfg["epochs"],
+            seed=seed,
+            tag=group,
+            train_eval_n=P.TRAIN_EVAL_N,
+            **recipe,
+        )
+        return history, {"ema": averages.summary()}
     # cnn_spec: the training of 3.2, with the tutorial's momentum or mean loss as variants
     cfg = {"epochs": P.CNN_STUDY["epochs_full"], "momentum": 0.0, "reduction": "sum"}
     cfg.update(change, **epochs)
@@ -133,7 +240,7 @@ def train(group, change, data, seed, device, quick):
         seed=seed,
         tag=group,
     )
-    return history
+    return history, {}
 
 
 def ink_on_blank_pixels(x):
@@ -219,7 +326,7 @@ def main(argv=None):
         P.write_results(out, name="ablation.json", results=recorded)
     for (key, group, variant, change), seed in [(row, seed) for row in rows for seed in args.seeds]:
         start = time.perf_counter()
-        history = train(group, change, data, seed, device, args.quick)
+        history, extra = train(group, change, data, seed, device, args.quick)
         val = history["val_acc"]
         row = {
             "group": group,
@@ -233,6 +340,7 @@ def main(argv=None):
             "seconds": round(time.perf_counter() - start, 1),
             "device": device if group.startswith("cnn") else "cpu",
             "quick": args.quick,
+            **extra,
         }
         if args.seeds == [0]:
             recorded["ablation"] = {**recorded.get("ablation", {}), key: row}
@@ -245,7 +353,10 @@ def main(argv=None):
         print(
             f"{key} (seed {seed}): best val {100 * max(val):.2f} % "
             f"(epoch {row['best_epoch']}/{len(val)}), "
-            f"last {100 * val[-1]:.2f} %, {row['seconds']} s",
+            f"last {100 * val[-1]:.2f} %, {row['seconds']} s; averaged weights: "
+            + ", ".join(
+                f"{d} {100 * e['best_val_accuracy']:.2f} %" for d, e in extra.get("ema", {}).items()
+            ),
             flush=True,
         )
 
