@@ -602,18 +602,26 @@ def new_figure(**kwargs):
     return fig
 
 
-def plot_curves(runs, *, title, out, name, accuracy_from=50, train_label="training images"):
-    """Accuracy and loss against gradient steps, a row per run: each row on its own steps, the
-    accuracy and the loss axes shared so that the runs compare by eye."""
+def plot_curves(runs, *, title, out, name, accuracy_from=None, train_label="training images"):
+    """Accuracy and loss after every epoch (a dot each) against gradient steps, a row per run on
+    its own steps; the loss axes shared, so that the runs compare by eye; each accuracy axis from
+    accuracy_from, or else from just below the row's lowest accuracy after its first epoch, so that
+    the gap between the curves shows."""
     fig = new_figure(figsize=(6.3, 0.45 + 1.6 * len(runs)))
-    axes = fig.subplots(len(runs), 2, sharex="row", sharey="col", squeeze=False)
+    axes = fig.subplots(len(runs), 2, sharex="row", squeeze=False)
+    losses = [h[f"{split}_loss"] for _, h in runs for split in ("train", "val")]
+    loss_range = (0.8 * min(map(min, losses)), 1.25 * max(map(max, losses)))
     for (label, history), row in zip(runs, axes):
         for ax, what, scale in zip(row, ("acc", "loss"), (100, 1)):
             for split, legend in (("train", train_label), ("val", "validation images")):
-                ax.plot(history["step"], scale * np.array(history[f"{split}_{what}"]), label=legend)
+                y = scale * np.array(history[f"{split}_{what}"])
+                ax.plot(history["step"], y, marker=".", markersize=3, label=legend)
             ax.grid(alpha=0.3)
-        row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(accuracy_from, 100.3))
+        later = 100 * np.array(history["train_acc"][1:] + history["val_acc"][1:] or [0])
+        low = accuracy_from if accuracy_from is not None else max(np.floor(later.min()) - 1, 0)
+        row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(low, 100.3))
         row[1].set(title=f"{label}: loss", ylabel="cross-entropy per image", yscale="log")
+        row[1].set_ylim(loss_range)
     for ax in axes.flat:
         ax.set_xlabel("gradient steps")
     axes[0, 0].legend(loc="lower right")
@@ -762,6 +770,18 @@ class RandomAffine:
         return sample_bilinear(images, src)
 
 
+def plot_deskewed(x, *, out):
+    """The first ten validation digits as given (top) and deskewed (bottom)."""
+    fig = new_figure(figsize=(4.2, 1.0))
+    axes = fig.subplots(2, 10, subplot_kw={"xticks": [], "yticks": []})
+    for row, images in zip(axes, (x[:10], deskew(x[:10]))):
+        for ax, image in zip(row, images):
+            ax.imshow(image.reshape(28, 28), cmap="gray_r", vmin=0, vmax=1)
+    axes[0, 0].set_ylabel("given", rotation=0, ha="right", va="center", fontsize=7)
+    axes[1, 0].set_ylabel("deskewed", rotation=0, ha="right", va="center", fontsize=7)
+    save_figure(fig, out, "deskew")
+
+
 def plot_best_training(history, data, *, title, out, name, accuracy_from):
     """2.6's and 3.4's training curves; the training accuracy is that of the first TRAIN_EVAL_N."""
     label = f"first {min(TRAIN_EVAL_N, len(data['train'][0]))} training images"
@@ -778,6 +798,8 @@ def section_2_6(data, args):
     net = AdamMLP(seed=args.seed)
     recipe = {**cfg, "augment": RandomAffine(**cfg["augment"])}  # epochs, batch, lr, lr_final
     net.deskew = recipe.pop("deskew")
+    if net.deskew:
+        plot_deskewed(data["val"][0], out=args.out)
     data = network_input(data, net.deskew)
     history, best = train_mlp(
         net, data, **recipe, seed=args.seed, tag="2.6", train_eval_n=TRAIN_EVAL_N
@@ -849,7 +871,8 @@ def section_2_7(data, args):
     """The confusion matrix of the 2.6 network (weights/mlp.npz) on the test split."""
     net = MLP.load(args.out / "weights" / "mlp.npz", "2.6")
     saved_record(args.out, "2.6", "mlp_best", net.run_id)
-    predicted = mlp_log_probs(net, data["test"][0]).argmax(axis=1)
+    seen = network_input(data, net.deskew)  # the test images as the network reads them
+    predicted = mlp_log_probs(net, seen["test"][0]).argmax(axis=1)
     title = "MLP of 2.6"
     return confusion_section(
         "mlp", predicted, data["test"], out=args.out, title=title, run_id=net.run_id
@@ -887,12 +910,14 @@ def section_2_8(data, args):
         ax.set_axis_off()
         ax.set_title(f"the 64 rows of $W_1$, {name}")
     save_figure(fig, args.out, "mlp_templates")
-    blank = data["train"][0].max(axis=0) == 0  # pixels that are 0 in every training image
-    record = {"blank_pixels": int(blank.sum())}
+    record = {}
     for key, net in nets.items():
+        x = network_input({"train": data["train"]}, net.deskew)["train"][0]
+        blank = x.max(axis=0) == 0  # pixels that are 0 in every training image the network reads
         initial = MLP(seed=net.seed).W1  # where its training started (2.2)
         record[key] = {
             "run": net.run_id,
+            "blank_pixels": int(blank.sum()),
             "rms_blank": rms(net.W1[:, blank]),
             "rms_inked": rms(net.W1[:, ~blank]),
             "rms_change_inked": rms(net.W1[:, ~blank] - initial[:, ~blank]),  # what training added

@@ -156,6 +156,8 @@ def damage(weights, case):
         mlp.write_bytes(bytes(data))
     elif case == "mlp_huge_header":  # W1 claims 10^9 x 784 floats: 3 TB
         npz_claiming(mlp, params, "W1", (10**9, 784))
+    elif case == "mlp_deskew_not_a_flag":
+        np.savez(mlp, **dict(params, deskew=np.array([1, 1])))
     elif case == "mlp_folder":
         mlp.unlink()
         mlp.mkdir()

@@ -56,6 +56,7 @@ WEIGHT_CASES = [
     "mlp_bad_crc",
     "mlp_huge_header",
     "mlp_folder",
+    "mlp_deskew_not_a_flag",
     "mlp_code",
     "cnn_truncated",
     "cnn_not_weights",
@@ -160,3 +161,15 @@ def test_weights_beside_a_record_of_another_run_or_an_unfinished_section_are_ref
     results_path.write_text(json.dumps(results))
     assert run_evaluate("--data", data, "--weights", weights) == 2
     assert "the weights of section 2.6" in capsys.readouterr().err
+
+
+def test_a_network_trained_on_deskewed_digits_is_scored_on_deskewed_digits(weights, capsys):
+    x, y = P.load_data(REAL_DATA, ("test",))["test"]
+    net = P.MLP.load(weights / "mlp.npz", "2.6")
+    for deskewed in (False, True):
+        net.deskew = deskewed
+        net.save(weights / "mlp.npz")
+        assert run_evaluate("--data", REAL_DATA, "--weights", weights) == 0
+        seen = P.deskew(x) if deskewed else x
+        expected = P.accuracy_and_loss(P.mlp_log_probs(net, seen), y)[0]
+        assert last_json(capsys.readouterr().out)["mlp"]["accuracy"] == round(expected, 4)

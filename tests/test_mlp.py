@@ -263,6 +263,10 @@ def test_save_and_load_round_trip(tmp_path):
     for n in PARAMS:
         np.testing.assert_array_equal(getattr(net, n), getattr(back, n))
     assert (back.seed, back.run_id) == (3, "run-3")  # what 2.8 and the readers check
+    assert back.deskew is False
+    net.deskew = True
+    net.save(tmp_path / "w.npz")
+    assert P.MLP.load(tmp_path / "w.npz", "2.6").deskew is True  # 2.7 feeds it deskewed images
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]  # no temporary left beside it
 
 
@@ -360,3 +364,55 @@ def test_the_distortions_are_bilinear_sampling_as_written_plainly_before():
     got = P.RandomAffine(**cfg)(big, np.random.default_rng(0))
     expected = bench.RandomBefore(**cfg)(big, np.random.default_rng(0))
     np.testing.assert_allclose(got, expected, rtol=0, atol=3e-7)
+
+
+def slant(images):
+    """cov(x, y) / var(y) of each image's ink: the shear deskew removes."""
+    mass = images.sum(axis=1, keepdims=True)
+    dx = P.PIXEL_X - images @ P.PIXEL_X[:, None] / mass
+    dy = P.PIXEL_Y - images @ P.PIXEL_Y[:, None] / mass
+    return (images * dx * dy).sum(axis=1) / (images * dy * dy).sum(axis=1)
+
+
+def test_deskew_stands_slanted_digits_upright_and_leaves_upright_ones():
+    x, _ = real("val", 500)
+    straight = P.deskew(x)
+    assert straight.dtype == np.float32 and straight.shape == x.shape
+    assert np.abs(slant(x)).mean() > 0.2  # MNIST's digits lean ...
+    assert np.abs(slant(straight)).mean() < 0.01  # ... and stand upright once deskewed
+    assert np.abs(straight.sum(axis=1) / x.sum(axis=1) - 1).max() < 0.05  # the ink stays
+    bar = np.zeros((1, 28, 28), np.float32)
+    bar[0, 4:24, 12:15] = 1  # an upright stroke: nothing to undo
+    np.testing.assert_allclose(P.deskew(bar.reshape(1, 784)), bar.reshape(1, 784), atol=1e-5)
+    leaning = np.zeros((1, 28, 28), np.float32)
+    for row in range(4, 24):  # the same stroke leaning right by half a pixel a row
+        column = 13 + (23 - row) // 2
+        leaning[0, row, column : column + 3] = 1
+    rows = P.deskew(leaning.reshape(1, 784)).reshape(28, 28)[4:24]
+    centres = (rows * np.arange(28)).sum(axis=1) / rows.sum(axis=1)
+    assert np.ptp(centres) < 1.0  # every row's ink now in one column (within a pixel)
+    assert not P.deskew(np.zeros((2, 784))).any()  # a blank image stays blank
+    assert P.deskew(np.zeros((0, 784))).shape == (0, 784)
+    np.testing.assert_array_equal(P.deskew(x, chunk=7), straight)  # chunks change nothing
+
+
+def test_elastic_distortions_are_smooth_random_fields_added_to_the_affine_maps():
+    x, _ = real("val", 256)
+    affine = dict(P.MLP_BEST["augment"], elastic_alpha=0.0)
+    elastic = dict(affine, elastic_alpha=34.0, elastic_sigma=4.0)
+    plain = P.RandomAffine(**affine)(x, np.random.default_rng(5))
+    np.testing.assert_array_equal(
+        plain, P.RandomAffine(**{**affine, "elastic_sigma": 1.0})(x, np.random.default_rng(5))
+    )  # alpha 0: no field drawn, the affine distortions alone
+    distort = P.RandomAffine(**elastic)
+    fields = distort.displacements(2000, np.random.default_rng(0)).reshape(2000, 2, 28, 28)
+    neighbours = np.corrcoef(fields[..., 10, 10].ravel(), fields[..., 10, 11].ravel())[0, 1]
+    assert neighbours > 0.95  # smooth: one pixel apart, nearly the same displacement
+    far = np.corrcoef(fields[..., 10, 2].ravel(), fields[..., 10, 25].ravel())[0, 1]
+    assert abs(far) < 0.1  # independent across the image
+    # uniform(-1, 1) (variance 1/3) through a Gaussian of unit sum in x, then in y
+    g = distort.G[10]
+    expected = 34 * np.sqrt(1 / 3) * np.sum(g**2)
+    assert fields[..., 10, 10].std() == pytest.approx(expected, rel=0.05)
+    distorted = distort(x, np.random.default_rng(5))
+    assert np.abs(distorted - plain).mean() > 0.02  # the field moves the ink further

@@ -245,6 +245,7 @@ def train(group, change, data, seed, device, quick):
 
 def ink_on_blank_pixels(x):
     """2.8: how often 2.6's distortions put ink on pixels that are blank in every training image."""
+    x = P.deskew(x) if P.MLP_BEST["deskew"] else x  # as the 2.6 network reads them
     blank = x.max(axis=0) == 0
     distort = P.RandomAffine(**P.MLP_BEST["augment"])
     distorted = distort(x[:10000], np.random.default_rng(0))

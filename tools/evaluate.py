@@ -75,7 +75,8 @@ def read_member(archive, member, where, shape):
 def read_weights(path, shapes, what):
     """{name: float32 array} from an .npz of plain arrays: each array in shapes must be there, in
     the member name.npy and no other, with that shape and floating-point values (checked from its
-    header before it is read), and finite; and the run that wrote them (a string, or None)."""
+    header before it is read), and finite; the run that wrote them (a string, or None); and
+    whether the network reads deskewed images."""
     check_regular_file(path)
     if not zipfile.is_zipfile(path):
         raise P.UserError(
@@ -92,10 +93,16 @@ def read_weights(path, shapes, what):
                         "weights."
                     )
                 found[name] = read_member(archive, f"{name}.npy", f"{path}[{name}]", shape)
-            run = None
+            run, deskewed = None, False
             if "run.npy" in members:
                 with archive.open("run.npy") as file:
                     run = str(np.lib.format.read_array(file, allow_pickle=False))
+            if "deskew.npy" in members:  # the network reads deskewed images (Project3.deskew)
+                with archive.open("deskew.npy") as file:
+                    flag = np.lib.format.read_array(file, allow_pickle=False)
+                if flag.shape != () or flag.dtype.kind not in "iub" or flag not in (0, 1):
+                    raise P.UserError(f"{path}: expected deskew to be 0 or 1, found {flag!r}.")
+                deskewed = bool(flag)
     except P.UserError:
         raise
     except Exception as error:  # a damaged archive: zipfile's, numpy's or the system's error
@@ -106,14 +113,14 @@ def read_weights(path, shapes, what):
         if not np.isfinite(theta).all():
             bad = np.count_nonzero(~np.isfinite(theta))
             raise P.UserError(f"{path}: {name} holds {bad} NaN or infinite values.")
-    return {name: theta.astype(np.float32) for name, theta in found.items()}, run
+    return {name: theta.astype(np.float32) for name, theta in found.items()}, run, deskewed
 
 
 def load_mlp(path):
     """The MLP in path, and the run that trained it."""
     net = P.MLP()
     shapes = {name: theta.shape for name, theta in net.params().items()}
-    arrays, run = read_weights(path, shapes, "MLP")
+    arrays, run, net.deskew = read_weights(path, shapes, "MLP")
     for name, theta in arrays.items():
         setattr(net, name, theta)
     return net, run
@@ -129,7 +136,7 @@ def load_cnn(path, device):
         )
     net = P.ConvNet()
     shapes = {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
-    arrays, run = read_weights(path, shapes, "template CNN")
+    arrays, run, net.deskew = read_weights(path, shapes, "template CNN")
     net.load_state_dict({name: P.torch.from_numpy(array) for name, array in arrays.items()})
     return net.to(device), run
 
@@ -156,7 +163,7 @@ def main(argv=None):
     x, y = P.load_data(P.find_data_dir(args.data), ("test",))["test"]
     mlp, run = load_mlp(weights / "mlp.npz")
     check_record(weights, "2.6", "mlp_best", run)
-    accuracy = P.accuracy_and_loss(P.mlp_log_probs(mlp, x), y)[0]
+    accuracy = P.accuracy_and_loss(P.mlp_log_probs(mlp, P.deskew(x) if mlp.deskew else x), y)[0]
     report = {"mlp": {"accuracy": round(accuracy, 4), "n": len(y)}}
     has_cnn = (weights / "cnn.npz").exists() or (weights / "cnn.pt").exists()
     if has_cnn and P.torch is None:
@@ -167,7 +174,7 @@ def main(argv=None):
     elif has_cnn:
         cnn, run = load_cnn(weights / "cnn.npz", pick_device(args.device, needs_torch=True))
         check_record(weights, "3.4", "cnn_best", run)
-        accuracy = P.accuracy_and_loss(P.cnn_log_probs(cnn, x), y)[0]
+        accuracy = P.accuracy_and_loss(P.cnn_log_probs(cnn, P.deskew(x) if cnn.deskew else x), y)[0]
         report["cnn"] = {"accuracy": round(accuracy, 4), "n": len(y)}
     print(json.dumps(report))
 

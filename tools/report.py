@@ -390,7 +390,8 @@ def arrow(t):
 
 def template_macros(t):
     return {
-        "BlankPixels": str(t["blank_pixels"]),
+        "BlankPixels": str(t["mlp_spec"]["blank_pixels"]),
+        "BestBlankPixels": str(t["mlp_best"]["blank_pixels"]),
         "SpecRmsBlank": f"{t['mlp_spec']['rms_blank']:.3f}",
         "SpecRmsInked": f"{t['mlp_spec']['rms_inked']:.3f}",
         "BestRmsBlank": f"{t['mlp_best']['rms_blank']:.2f}",
@@ -478,9 +479,12 @@ def ablation_comparisons(results, seeds):
     "seeds_previous"), the difference, its band and p-value, the verdict, and Holm's correction
     over all of them (the tables' family of comparisons)."""
     runs = {}
-    for key, row in results.get("ablation", {}).items():
-        more = [r for k, r in results.get("ablation_seeds", {}).items() if k.startswith(key + "/")]
-        runs[key] = {"variant": row["variant"], "group": row["group"], "rows": [row, *more]}
+    seeded = results.get("ablation_seeds", {})
+    single = results.get("ablation", {})
+    for key in [*single, *sorted({k.split("/")[0] for k in seeded} - set(single))]:
+        more = [r for k, r in seeded.items() if k.startswith(key + "/")]
+        rows = [single[key], *more] if key in single else more
+        runs[key] = {"variant": rows[0]["variant"], "group": rows[0]["group"], "rows": rows}
     previous = results.get("seeds_previous", {})
     for group, note in previous.get("notes", {}).items():
         recorded = previous[group]
@@ -537,6 +541,30 @@ def ablation_macros(c, key):
     if len(rows) > 1:
         m["BestSd"] = pct(mean_sd(best)[1])
     return {name + k: v for k, v in m.items()}
+
+
+def averaging_macros(results):
+    """Weight averaging, measured beside the raw weights in the same ablation runs (the ablation
+    tool records each decay's best validation accuracy): per row of several seeds and per decay,
+    the mean difference averaged minus raw and the paired t-test's two-sided p-value."""
+    rows = {}
+    for key, row in results.get("ablation_seeds", {}).items():
+        if "ema" in row:
+            rows.setdefault(key.split("/")[0], []).append(row)
+    m = {}
+    for key, runs in rows.items():
+        name = "Abl" + key.replace("_", " ").title().replace(" ", "")
+        raw = [r["best_val_accuracy"] for r in runs]
+        for decay in runs[0]["ema"]:
+            averaged = [r["ema"][decay]["best_val_accuracy"] for r in runs]
+            test = stats.ttest_rel(averaged, raw) if len(runs) > 1 else None
+            label = f"{name}Ema{decay.split('.')[1]}"  # 0.999 -> Ema999
+            m[label + "Best"] = pct(float(np.mean(averaged)))
+            m[label + "Diff"] = signed(100 * (float(np.mean(averaged)) - float(np.mean(raw))))
+            if test is not None and np.isfinite(test.pvalue):
+                m[label + "P"] = p_relation(float(test.pvalue))
+            m[label + "Seeds"] = str(len(runs))
+    return m
 
 
 def family_macros(comparisons):
@@ -802,6 +830,7 @@ def generate(results, author):
         m.update(ablation_macros(c, key))
     if comparisons:
         m.update(family_macros(comparisons))
+    m.update(from_entry({"ablation": results}, "ablation", averaging_macros))
     if "mlp_small_paired" in results:
         m.update(from_entry(results, "mlp_small_paired", paired_macros))
     if "bench" in results:
@@ -987,6 +1016,110 @@ def check_together(out, results):
             P.saved_record(out, SECTION_OF[key], key, run_id)  # Project3's own check
 
 
+# ---- README's tables ---------------------------------------------------------------------------
+
+README = ROOT / "README.md"
+README_NETWORKS = {  # results key: how README's table names the network
+    "mlp_spec": "MLP as specified (2.5), `weights/mlp_spec.npz`",
+    "mlp_best": "**MLP trained better** (2.6), `weights/mlp.npz`",
+    "cnn_spec": "CNN as specified (3.2), `weights/cnn_spec.npz`",
+    "cnn_best": "**CNN trained better** (3.4), `weights/cnn.npz`",
+}
+
+
+def percent(fraction):
+    return f"{100 * fraction:.2f} %"
+
+
+def spread(values):
+    mean, sd = mean_sd(values)
+    return f"{100 * mean:.2f} ± {100 * sd:.2f} %"
+
+
+def markdown(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def results_table(results):
+    """The four networks: seed 0's validation and test accuracy, the seeds' spread, the credit."""
+    seeds = results.get("seeds", {})
+    rows = []
+    for key, name in README_NETWORKS.items():
+        r = results[key]
+        runs = seeds.get(key, {"val": [], "test": []})
+        credit = f"{100 * (r['test_accuracy'] - CREDIT[key] / 100):+.2f}" if key in CREDIT else ""
+        rows.append(
+            [
+                name,
+                percent(r["val_accuracy"]),
+                percent(r["test_accuracy"]),
+                spread(runs["val"]) if len(runs["val"]) > 1 else "",
+                spread(runs["test"]) if len(runs["test"]) > 1 else "",
+                credit,
+            ]
+        )
+    n = len(seeds.get("seeds", []))
+    header = ["network", "validation", "test", f"validation, {n} seeds", f"test, {n} seeds"]
+    return markdown([*header, "extra credit"], rows)
+
+
+def variants_table(results):
+    """Every variant of the ablation tool and every earlier recipe, against its recipe's seeds."""
+    comparisons = ablation_comparisons(results, results.get("seeds", {}))
+    rows = []
+    for c in sorted(comparisons.values(), key=lambda c: c["group"]):
+        best = [r["best_val_accuracy"] for r in c["rows"]]
+        epochs = sorted({r["best_epoch"] for r in c["rows"]})
+        where = f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+        shown = spread(best) if len(best) > 1 else percent(best[0])
+        rows.append(
+            [
+                c["group"],
+                c["variant"],
+                str(len(best)),
+                f"{shown} ({where})",
+                f"{100 * c['difference']:+.2f}",
+                p_text(c["p"]),
+                "yes" if c["holm"] else "no",
+            ]
+        )
+    header = ["recipe", "variant", "seeds", "best validation (epochs)", "difference", "p", "counts"]
+    return markdown(header, rows)
+
+
+def bench_table(results):
+    """tools/bench.py's epochs, quiet and with a core busy, default threads and one."""
+    busy = results["bench_busy"]
+    kinds = sorted((k for k in busy if isinstance(busy[k], dict)), key=lambda k: "busy" in k)
+    names = {
+        "mlp_numpy": "2.4, plain SGD (numpy)",
+        "mlp_best": "2.6 (numpy)",
+        "cnn_best": "3.4 (torch)",
+    }
+    rows = [
+        [name, *(f"{busy[k][key]:.2f} s" for k in kinds)]
+        for key, name in names.items()
+        if all(key in busy[k] for k in kinds)
+    ]
+    return markdown(["one epoch", *kinds], rows)
+
+
+README_TABLES = {"results": results_table, "variants": variants_table, "bench": bench_table}
+
+
+def fill_readme(text, results):
+    """README's text with each generated table (between its begin and end comments) made anew."""
+    for name, make in README_TABLES.items():
+        begin = f"<!-- begin {name} table: generated by tools/report.py -->"
+        end = f"<!-- end {name} table -->"
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            tail = rest.split(end, 1)[1]
+            text = f"{head}{begin}\n{from_entry({'r': results}, 'r', make)}\n{end}{tail}"
+    return text
+
+
 def write_sources(out, author):
     results = all_results(out)
     if not P.read_results(out):
@@ -1005,6 +1138,9 @@ def write_sources(out, author):
     P.write_whole(out / "figures" / "numbers.tex", Path.write_text, "\n".join(lines) + "\n")
     for name, text in tables.items():
         P.write_whole(out / "figures" / name, Path.write_text, text)
+    if out == ROOT:  # the repository's own numbers: README's tables follow them
+        readme = README.read_text(encoding="utf-8")
+        P.write_whole(README, Path.write_text, fill_readme(readme, results), encoding="utf-8")
 
 
 def build(out):
