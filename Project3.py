@@ -61,7 +61,7 @@ MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the v
     # Random affine distortions of every training image (RandomAffine): up to +-8 degrees,
     # a scale of 1 +- 0.08, a horizontal shear of +-0.10, a shift of +-1.5 pixels each way.
     "augment": {"rotate_deg": 8.0, "scale": 0.08, "shear": 0.10, "shift": 1.5},
-    "deskew": False,  # every image the network reads sheared upright first (deskew)
+    "deskew": True,  # every image the network reads sheared upright first (deskew)
 }
 CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "small_n": 2000,  # the first 2000 images, as in 2.5
