@@ -809,7 +809,7 @@ def section_2_6(data, args):
         theta[...] = best["weights"][name]  # the weights of the best epoch on validation
     net.run_id = args.run_id
     net.save(args.out / "weights" / "mlp.npz")
-    title = "MLP of 2.6: Adam, cosine learning-rate decay, random affine distortions"
+    title = "MLP of 2.6: deskewed digits, Adam, cosine learning-rate decay, affine distortions"
     plot_best_training(
         history, data, title=title, out=args.out, name="mlp_best_training", accuracy_from=90
     )
