@@ -12,8 +12,9 @@
 
 Each step prints a line when it starts and when it ends, and the first that fails stops the remake
 with one sentence. --quick runs every step as its smoke test into DIR (default quick/), never over
-the committed files. The rows that earlier recipes left in seeds.json (seeds_previous) are kept,
-not remade: they need the code of those recipes (README, "How the settings were chosen").
+the committed files. The runs that earlier recipes left in seeds.json (seeds_previous,
+seeds_history) and ablation.json (before_deskew) are kept, not remade: they need the code of those
+recipes (README, "How the settings were chosen").
 """
 
 import argparse
@@ -29,7 +30,8 @@ except KeyboardInterrupt:
     sys.exit(130)
 
 STEPS = ("run", "seeds", "ablation", "bench", "stacks", "report")
-MULTI_SEED_ROWS = ["mlp_strong", "cnn_sgd_augment"]  # rerun over seeds 1-4 beside seed 0's row
+# The rows rerun over seeds 1-4 beside seed 0's
+MULTI_SEED_ROWS = ["mlp_averaging", "cnn_deskew", "cnn_no_smoothing", "cnn_sgd_augment"]
 STACKS = {"oldest_stack": ".nox/oldest", "newest_stack": ".nox/newest"}
 
 

@@ -704,6 +704,21 @@ CLAIMS = {  # a phrase of report.tex -> whether the macros (the printed numbers)
     "small filters shared across the image generalise better": (
         lambda m: number(m["MlpSmallValAtCnnSteps"]) < number(m["CnnSmallFinalVal"])
     ),
+    "The distortions matter": lambda m: counts(m, "AblCnnNoAugment", -1),
+    "not a difference that counts), with its best epochs": (
+        lambda m: m["AblCnnSgdAugmentHolm"] != HOLM_YES
+    ),
+    "Label smoothing makes no measurable difference": (
+        lambda m: m["AblCnnNoSmoothingHolm"] != HOLM_YES
+    ),
+    "the CNN gains nothing measurable from deskewed digits": (
+        lambda m: not counts(m, "AblCnnDeskew", +1)
+    ),
+    "Weight averages, measured beside the raw weights in those five runs, were no better": (
+        lambda m: (
+            number(m["AblCnnDeskewEma999P"]) >= 0.05 or number(m["AblCnnDeskewEma999Diff"]) <= 0
+        )
+    ),
     "On a machine busy with other work, start it as": (
         lambda m: number(m["BusyMlpOne"]) < number(m["BusyMlpDefault"])
     ),
@@ -1031,6 +1046,28 @@ def variants_before_table(results):
     return comparisons_table(ablation_comparisons(before, seeds))
 
 
+def history_table(results):
+    """Earlier recipes (seeds.json's seeds_history), each against the recipe that replaced it."""
+    rows = []
+    for group, earlier in results.get("seeds_history", {}).items():
+        base = results[earlier["against"]][group]["val"]
+        difference, _, p_value = compare(earlier["val"], base)
+        epochs = sorted(earlier["best_epoch"])
+        seeds = f"{len(earlier['val'])}; epochs {epochs[0]}–{epochs[-1]}"
+        rows.append(
+            [
+                group,
+                earlier["note"],
+                f"{spread(earlier['val'])} ({seeds})",
+                f"{spread(base)} ({len(base)})",
+                f"{100 * difference:+.2f}",
+                p_text(p_value),
+            ]
+        )
+    header = ["recipe", "earlier recipe", "its best validation", "the recipe that replaced it"]
+    return markdown([*header, "difference", "p"], rows)
+
+
 def comparisons_table(comparisons):
     rows = []
     for c in sorted(comparisons.values(), key=lambda c: c["group"]):
@@ -1074,6 +1111,7 @@ README_TABLES = {
     "results": results_table,
     "variants": variants_table,
     "variants_before": variants_before_table,
+    "history": history_table,
     "bench": bench_table,
 }
 
