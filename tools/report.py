@@ -1107,12 +1107,29 @@ def bench_table(results):
     return markdown(["one epoch", *kinds], rows)
 
 
+def grader_runs_table(results):
+    """Whole grader's runs timed back to back (bench.json's grader_runs: each run's label and its
+    results.json seconds per section)."""
+    runs = results["grader_runs"]
+    sections = list(next(iter(runs.values()))["seconds"])
+    rows = [
+        [
+            label,
+            *(f"{run['seconds'][s]:.0f}" for s in sections),
+            f"{sum(run['seconds'].values()):.0f}",
+        ]
+        for label, run in runs.items()
+    ]
+    return markdown(["run", *sections, "all"], rows)
+
+
 README_TABLES = {
     "results": results_table,
     "variants": variants_table,
     "variants_before": variants_before_table,
     "history": history_table,
     "bench": bench_table,
+    "grader_runs": grader_runs_table,
 }
 
 
