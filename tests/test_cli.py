@@ -277,8 +277,11 @@ def test_2_8_measures_each_network_from_where_its_own_training_started(tmp_path)
     results = json.loads((tmp_path / "out" / "figures" / "results.json").read_text())
     weights = tmp_path / "out" / "weights"
     x = P.load_data(data)["train"][0][: P.QUICK["train_n"]]
-    inked = x.max(axis=0) > 0
     for key, file, seed in (("mlp_spec", "mlp_spec.npz", 0), ("mlp_best", "mlp.npz", 1)):
-        change = P.MLP.load(weights / file, "2.6").W1[:, inked] - P.MLP(seed=seed).W1[:, inked]
+        net = P.MLP.load(weights / file, "2.6")
+        assert net.deskew == (key == "mlp_best")  # 2.6's network reads deskewed digits
+        inked = (P.deskew(x) if net.deskew else x).max(axis=0) > 0  # in what the network reads
+        change = net.W1[:, inked] - P.MLP(seed=seed).W1[:, inked]
         expected = float(np.sqrt(np.mean(change**2)))
         assert results["mlp_templates"][key]["rms_change_inked"] == pytest.approx(expected)
+        assert results["mlp_templates"][key]["blank_pixels"] == int((~inked).sum())

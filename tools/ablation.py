@@ -32,7 +32,7 @@ ROWS = (
     (
         "mlp_sgd_augment",
         "mlp_best",
-        "plain SGD (lr 0.001, batch 256) with the distortions",
+        "plain SGD (lr 0.001, batch 256)",
         {"sgd": True, "batch": 256, "lr": 0.001},
     ),
     (
@@ -49,19 +49,19 @@ ROWS = (
     (
         "cnn_sgd_augment",
         "cnn_best",
-        "the specified SGD, with the distortions",
+        "the specified SGD",
         {"sgd": True},
     ),
     (
         "cnn_momentum_mean",
         "cnn_spec",
-        "SGD with momentum 0.9 on the mean loss (the tutorial's)",
+        "momentum 0.9, mean loss (the tutorial's)",
         {"momentum": 0.9, "reduction": "mean"},
     ),
     (
         "cnn_momentum_sum",
         "cnn_spec",
-        "SGD with momentum 0.9 on the summed loss",
+        "momentum 0.9, summed loss",
         {"momentum": 0.9},
     ),
     ("cnn_spec_long", "cnn_spec", "as specified, 40 epochs", {"epochs": 40}),

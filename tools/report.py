@@ -315,6 +315,7 @@ def confusion_macros(c, prefix):
     repeated = [t for t in top if t["count"] > 1]
     m = {
         "PerClass": " & ".join(pct(a, 1) for a in per_class),
+        "PerClassList": ", ".join(f"{d}: {pct(a, 1)}" for d, a in enumerate(per_class)),
         "Errors": str(int(wrong.sum())),
         "AccMin": pct(min(per_class), 1),
         "AccMax": pct(max(per_class), 1),
@@ -585,7 +586,7 @@ def ablation_table(groups, seeds):
     when the difference counts (Holm's correction over all the tables' comparisons)."""
     lines = [
         r"\begin{tabular*}{\linewidth}{@{\extracolsep{\fill}}"
-        r">{\raggedright\arraybackslash}p{0.29\linewidth}rrrrrr@{}}",
+        r">{\raggedright\arraybackslash}p{0.36\linewidth}rrrrrr@{}}",
         r"\toprule",
         r"training & seeds & epochs & best (epoch) & last & difference & $p$ \\",
     ]
