@@ -136,5 +136,5 @@ def test_cnn_weights_are_plain_arrays_that_need_no_pickle(tmp_path):
     torch.manual_seed(2)
     P.save_cnn(P.ConvNet(), tmp_path / "cnn.npz", "run-2")
     with np.load(tmp_path / "cnn.npz", allow_pickle=False) as saved:
-        assert sorted(saved.files) == sorted([*P.ConvNet().state_dict(), "run"])
+        assert sorted(saved.files) == sorted([*P.ConvNet().state_dict(), "run", "deskew"])
         assert all(saved[name].dtype == np.float32 for name in P.ConvNet().state_dict())

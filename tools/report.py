@@ -586,7 +586,7 @@ def ablation_table(groups, seeds):
     when the difference counts (Holm's correction over all the tables' comparisons)."""
     lines = [
         r"\begin{tabular*}{\linewidth}{@{\extracolsep{\fill}}"
-        r">{\raggedright\arraybackslash}p{0.36\linewidth}rrrrrr@{}}",
+        r">{\raggedright\arraybackslash}p{0.31\linewidth}rrrrrr@{}}",
         r"\toprule",
         r"training & seeds & epochs & best (epoch) & last & difference & $p$ \\",
     ]
@@ -720,7 +720,7 @@ CLAIMS = {  # a phrase of report.tex -> whether the macros (the printed numbers)
             number(m["AblCnnDeskewEma999P"]) >= 0.05 or number(m["AblCnnDeskewEma999Diff"]) <= 0
         )
     ),
-    "On a machine busy with other work, start it as": (
+    "On a busy machine, start it as": (
         lambda m: number(m["BusyMlpOne"]) < number(m["BusyMlpDefault"])
     ),
 }
