@@ -729,16 +729,10 @@ def network_input(data, deskewed):
 class RandomAffine:
     """Random affine distortions of 28x28 images, drawn afresh for every image and every call:
     rotation by up to rotate_deg degrees, scaling by 1 +- scale, horizontal shear by up to +-shear
-    and a shift by up to +-shift pixels; with elastic_alpha, also an elastic distortion (Simard et
-    al., 2003): a random field of displacements, uniform in -1..1 at every pixel, smoothed by a
-    Gaussian of elastic_sigma pixels and scaled by elastic_alpha. Called as augment(images, rng)."""
+    and a shift by up to +-shift pixels. Called as augment(images (B, 784), rng)."""
 
-    def __init__(self, rotate_deg, scale, shear, shift, elastic_alpha=0.0, elastic_sigma=4.0):
+    def __init__(self, rotate_deg, scale, shear, shift):
         self.rotate_deg, self.scale, self.shear, self.shift = rotate_deg, scale, shear, shift
-        self.alpha = elastic_alpha
-        d = np.arange(28)[:, None] - np.arange(28)  # G @ field @ G smooths a field (G = G.T)
-        gaussian = np.exp(-(d**2) / (2 * elastic_sigma**2)) / (np.sqrt(2 * np.pi) * elastic_sigma)
-        self.G = gaussian.astype(np.float32)
 
     def maps(self, B, rng):
         """B affine maps (B, 2, 3), float32, in pixels about the image centre: output pixel p
@@ -755,18 +749,10 @@ class RandomAffine:
         A_inv = np.linalg.inv(A)
         return np.concatenate([A_inv, -A_inv @ t], axis=2).astype(np.float32)
 
-    def displacements(self, B, rng):
-        """B elastic fields (B, 2, 784) of x and y displacements, in pixels."""
-        field = rng.uniform(-1, 1, (2 * B * 28, 28)).astype(np.float32) @ self.G  # along x
-        field = field.reshape(2 * B, 28, 28).transpose(0, 2, 1).reshape(-1, 28) @ self.G  # y
-        return self.alpha * field.reshape(2 * B, 28, 28).transpose(0, 2, 1).reshape(B, 2, 784)
-
     def __call__(self, images, rng):
         """The batch (B, 784) distorted, each image by its own draw."""
         B = len(images)
         src = (self.maps(B, rng).reshape(2 * B, 3) @ PIXEL_GRID).reshape(B, 2, 784)
-        if self.alpha:
-            src += self.displacements(B, rng)
         return sample_bilinear(images, src)
 
 
@@ -1133,9 +1119,6 @@ class RandomAffineTorch(RandomAffine):
         theta = torch.from_numpy(self.maps(len(images), rng)).to(images.device)
         theta[:, :, 2] /= 14
         grid = F.affine_grid(theta, [len(images), 1, 28, 28], align_corners=False)
-        if self.alpha:  # the elastic fields, (B, 2, 784) -> (B, 28, 28, 2), in grid units
-            field = torch.from_numpy(self.displacements(len(images), rng)).to(images.device)
-            grid = grid + field.reshape(-1, 2, 28, 28).permute(0, 2, 3, 1) / 14
         distorted = F.grid_sample(images.reshape(-1, 1, 28, 28), grid, align_corners=False)
         return distorted.reshape(-1, 784)
 

@@ -55,11 +55,11 @@ def test_3_1_records_the_layers_that_forward_calls_in_its_order(monkeypatch):
 
 def test_torch_distortions_are_the_numpy_ones():
     x = np.load(REAL_DATA / "MNIST_val_images.npy")[:64].astype(np.float32) / 255
-    for augment in (P.CNN_BEST["augment"], {**P.CNN_BEST["augment"], "elastic_alpha": 34.0}):
-        numpy_images = P.RandomAffine(**augment)(x, np.random.default_rng(3))
-        torch_images = P.RandomAffineTorch(**augment)(torch.from_numpy(x), np.random.default_rng(3))
-        np.testing.assert_allclose(torch_images.numpy(), numpy_images, atol=1e-4)
-        assert np.abs(numpy_images - x).mean() > 0.02  # and they do distort
+    augment = P.CNN_BEST["augment"]
+    numpy_images = P.RandomAffine(**augment)(x, np.random.default_rng(3))
+    torch_images = P.RandomAffineTorch(**augment)(torch.from_numpy(x), np.random.default_rng(3))
+    np.testing.assert_allclose(torch_images.numpy(), numpy_images, atol=1e-4)
+    assert np.abs(numpy_images - x).mean() > 0.02  # and they do distort
 
 
 def test_train_cnn_lowers_the_loss_and_repeats_exactly_on_the_cpu():

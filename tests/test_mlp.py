@@ -394,25 +394,3 @@ def test_deskew_stands_slanted_digits_upright_and_leaves_upright_ones():
     assert not P.deskew(np.zeros((2, 784))).any()  # a blank image stays blank
     assert P.deskew(np.zeros((0, 784))).shape == (0, 784)
     np.testing.assert_array_equal(P.deskew(x, chunk=7), straight)  # chunks change nothing
-
-
-def test_elastic_distortions_are_smooth_random_fields_added_to_the_affine_maps():
-    x, _ = real("val", 256)
-    affine = dict(P.MLP_BEST["augment"], elastic_alpha=0.0)
-    elastic = dict(affine, elastic_alpha=34.0, elastic_sigma=4.0)
-    plain = P.RandomAffine(**affine)(x, np.random.default_rng(5))
-    np.testing.assert_array_equal(
-        plain, P.RandomAffine(**{**affine, "elastic_sigma": 1.0})(x, np.random.default_rng(5))
-    )  # alpha 0: no field drawn, the affine distortions alone
-    distort = P.RandomAffine(**elastic)
-    fields = distort.displacements(2000, np.random.default_rng(0)).reshape(2000, 2, 28, 28)
-    neighbours = np.corrcoef(fields[..., 10, 10].ravel(), fields[..., 10, 11].ravel())[0, 1]
-    assert neighbours > 0.95  # smooth: one pixel apart, nearly the same displacement
-    far = np.corrcoef(fields[..., 10, 2].ravel(), fields[..., 10, 25].ravel())[0, 1]
-    assert abs(far) < 0.1  # independent across the image
-    # uniform(-1, 1) (variance 1/3) through a Gaussian of unit sum in x, then in y
-    g = distort.G[10]
-    expected = 34 * np.sqrt(1 / 3) * np.sum(g**2)
-    assert fields[..., 10, 10].std() == pytest.approx(expected, rel=0.05)
-    distorted = distort(x, np.random.default_rng(5))
-    assert np.abs(distorted - plain).mean() > 0.02  # the field moves the ink further

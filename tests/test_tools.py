@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from conftest import ROOT, P, block_torch, import_path, make_small_data
+from conftest import REAL_DATA, ROOT, P, block_torch, import_path, make_small_data
 
 sys.path.insert(0, str(ROOT / "tools"))
 report = import_path("report", ROOT / "tools" / "report.py")
@@ -826,3 +826,29 @@ def test_weight_averages_are_exponential_moving_averages_scored_at_each_epochs_e
     assert len(scored) == 2 * len(ablation.EMA_DECAYS)
     summary = averages.summary()
     assert summary[str(ablation.EMA_DECAYS[0])] == {"best_val_accuracy": 0.5, "best_epoch": 1}
+
+
+def test_elastic_distortions_are_smooth_random_fields_added_to_the_affine_maps():
+    """The ablation's elastic rows: ElasticAffine adds a smoothed random field to 2.6's affine
+    maps, and ElasticAffineTorch draws and applies the same fields on torch."""
+    ablation = import_path("ablation", TOOLS / "ablation.py")
+    x = P.load_data(REAL_DATA, ("val",))["val"][0][:256]
+    affine = P.MLP_BEST["augment"]
+    elastic = {**affine, "elastic_alpha": 34.0, "elastic_sigma": 4.0}
+    distort = ablation.ElasticAffine(**elastic)
+    fields = distort.displacements(2000, np.random.default_rng(0)).reshape(2000, 2, 28, 28)
+    neighbours = np.corrcoef(fields[..., 10, 10].ravel(), fields[..., 10, 11].ravel())[0, 1]
+    assert neighbours > 0.95  # smooth: one pixel apart, nearly the same displacement
+    far = np.corrcoef(fields[..., 10, 2].ravel(), fields[..., 10, 25].ravel())[0, 1]
+    assert abs(far) < 0.1  # independent across the image
+    # uniform(-1, 1) (variance 1/3) through a Gaussian of unit sum in x, then in y
+    expected = 34 * np.sqrt(1 / 3) * np.sum(distort.G[10] ** 2)
+    assert fields[..., 10, 10].std() == pytest.approx(expected, rel=0.05)
+    plain = P.RandomAffine(**affine)(x, np.random.default_rng(5))
+    distorted = distort(x, np.random.default_rng(5))
+    assert np.abs(distorted - plain).mean() > 0.02  # the field moves the ink further
+    assert type(ablation.distortions(affine)) is P.RandomAffine
+    if P.torch is not None:
+        on_torch = ablation.distortions(elastic, on_torch=True)
+        same = on_torch(P.torch.from_numpy(x), np.random.default_rng(5)).numpy()
+        np.testing.assert_allclose(same, distorted, atol=1e-4)

@@ -75,6 +75,53 @@ ROWS = (
 )
 
 
+class ElasticAffine(P.RandomAffine):
+    """2.6's affine distortions followed by an elastic one (Simard et al., 2003): a random field of
+    displacements, uniform in -1..1 at every pixel, smoothed by a Gaussian of elastic_sigma pixels
+    and scaled by elastic_alpha, one field per image and call (the elastic rows)."""
+
+    def __init__(self, elastic_alpha, elastic_sigma, **affine):
+        super().__init__(**affine)
+        self.alpha = elastic_alpha
+        d = np.arange(28)[:, None] - np.arange(28)  # G @ field @ G smooths a field (G = G.T)
+        gaussian = np.exp(-(d**2) / (2 * elastic_sigma**2)) / (np.sqrt(2 * np.pi) * elastic_sigma)
+        self.G = gaussian.astype(np.float32)
+
+    def displacements(self, B, rng):
+        """B elastic fields (B, 2, 784) of x and y displacements, in pixels."""
+        field = rng.uniform(-1, 1, (2 * B * 28, 28)).astype(np.float32) @ self.G  # along x
+        field = field.reshape(2 * B, 28, 28).transpose(0, 2, 1).reshape(-1, 28) @ self.G  # y
+        return self.alpha * field.reshape(2 * B, 28, 28).transpose(0, 2, 1).reshape(B, 2, 784)
+
+    def __call__(self, images, rng):
+        B = len(images)
+        src = (self.maps(B, rng).reshape(2 * B, 3) @ P.PIXEL_GRID).reshape(B, 2, 784)
+        return P.sample_bilinear(images, src + self.displacements(B, rng))
+
+
+class ElasticAffineTorch(ElasticAffine):
+    """ElasticAffine applied by torch, as RandomAffineTorch applies RandomAffine."""
+
+    def __call__(self, images, rng):
+        torch, F = P.torch, P.F
+        theta = torch.from_numpy(self.maps(len(images), rng)).to(images.device)
+        theta[:, :, 2] /= 14  # affine_grid's units: the image spans -1 to 1
+        grid = F.affine_grid(theta, [len(images), 1, 28, 28], align_corners=False)
+        field = torch.from_numpy(self.displacements(len(images), rng)).to(images.device)
+        grid = grid + field.reshape(-1, 2, 28, 28).permute(0, 2, 3, 1) / 14  # (B, 28, 28, 2)
+        distorted = F.grid_sample(images.reshape(-1, 1, 28, 28), grid, align_corners=False)
+        return distorted.reshape(-1, 784)
+
+
+def distortions(augment, on_torch=False):
+    """The distortions of a recipe's augment settings: RandomAffine's, or with elastic ones."""
+    if augment is None:
+        return None
+    if "elastic_alpha" in augment:
+        return (ElasticAffineTorch if on_torch else ElasticAffine)(**augment)
+    return (P.RandomAffineTorch if on_torch else P.RandomAffine)(**augment)
+
+
 class WeightAverages:
     """Exponential moving averages of a network's weights over its training steps, one for each
     decay, scored on the validation split at the end of every epoch: weight averaging measured
@@ -164,7 +211,7 @@ def train(group, change, data, seed, device, quick):
             seed=seed,
             tag=group,
             lr_final=None if sgd else cfg["lr_final"],
-            augment=P.RandomAffine(**cfg["augment"]) if cfg["augment"] else None,
+            augment=distortions(cfg["augment"]),
             train_eval_n=P.TRAIN_EVAL_N,
         )
         return history, {} if sgd else {"ema": net.averages.summary()}
@@ -190,7 +237,8 @@ def train(group, change, data, seed, device, quick):
         seen = P.network_input(data, cfg["deskew"])
         P.torch.manual_seed(seed)
         net = P.ConvNet().to(device)
-        recipe = P.cnn_best_recipe(cfg, net, len(seen["train"][0]))
+        recipe = P.cnn_best_recipe({**cfg, "augment": None}, net, len(seen["train"][0]))
+        recipe["augment"] = distortions(cfg["augment"], on_torch=True)
         scorer = P.ConvNet().to(device)
 
         def score(weights):
