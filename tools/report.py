@@ -1109,6 +1109,31 @@ def bench_table(results):
     return markdown(["one epoch", *kinds], rows)
 
 
+EPOCH_ROWS = (  # bench.json's keys: (what is timed, now, before and what "before" was)
+    ("2.6: Adam, distortions, two evaluations", "mlp_best", "mlp_best_before", "5b28598's warp"),
+    ("2.6's distortions alone", "distort", "distort_before", "5b28598's warp"),
+    ("their four gathers alone: the floor of a gather-based warp", "gathers", None, ""),
+    ("2.4's plain SGD in numpy; the same network in torch", "mlp_numpy", "mlp_torch", "torch"),
+    ("3.4 (batch 256), with its evaluations", "cnn_best", "cnn_best_before", "batch 128"),
+    ("3.4; a plain PyTorch loop of the same work", "cnn_best", "cnn_plain", "plain loop"),
+)
+
+
+def epochs_table(results):
+    """tools/bench.py's epochs on 50000 images: the best of its rounds, and their range."""
+    bench = results["bench"]
+
+    def timed(key):
+        low, high = bench["spread"][key]
+        return f"{bench[key]:.2f} s ({low:.2f}–{high:.2f})"
+
+    rows = [
+        [what, timed(now), f"{timed(other)}, {label}" if other else ""]
+        for what, now, other, label in EPOCH_ROWS
+    ]
+    return markdown(["one epoch (50000 images)", "this code", "compared with"], rows)
+
+
 def grader_runs_table(results):
     """Whole grader's runs timed back to back (bench.json's grader_runs: each run's label and its
     results.json seconds per section)."""
@@ -1131,6 +1156,7 @@ README_TABLES = {
     "variants_before": variants_before_table,
     "history": history_table,
     "bench": bench_table,
+    "epochs": epochs_table,
     "grader_runs": grader_runs_table,
 }
 
