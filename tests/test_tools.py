@@ -383,12 +383,12 @@ def confusion_entry(C):
 def test_the_sentence_on_how_the_digits_spread_says_what_its_test_says():
     even = np.full((10, 10), 2) + np.diag(np.full(10, 480))  # 18 wrong answers for every digit
     m = report.confusion_macros(confusion_entry(even), "Mlp")
-    assert m["MlpAccSpread"] == "a spread that chance alone explains"
+    assert m["MlpAccSpread"] == "no measurable difference between the digits"
     uneven = np.diag(np.full(10, 480)) + np.full((10, 10), 1)
     uneven[3, 5] += 40  # the 3s are wrong far more often than the other digits
     uneven[3, 3] -= 40
     m = report.confusion_macros(confusion_entry(uneven), "Mlp")
-    assert m["MlpAccSpread"] == "a spread beyond what chance explains"
+    assert m["MlpAccSpread"] == "the digits differ beyond chance"
 
 
 def test_the_weakest_digits_are_named_lowest_first_with_their_accuracies():
@@ -413,7 +413,7 @@ def test_a_worded_result_the_numbers_no_longer_support_is_named(tmp_path, capsys
     m.update(AblMlpNoAugmentDiff="+0.50", MlpChiP="<0.001")
     named = report.unsupported_claims(m, tex)
     assert named == [
-        "Without distortions the network over-fits",
+        "Without distortions the network",
         "and no digit is measurably harder than the others",
     ]
     m["AblMlpNoAugmentDiff"] = "$-$0.50"  # a difference that counts, and a loss: as the text says
