@@ -857,8 +857,8 @@ def section_2_7(data, args):
     """The confusion matrix of the 2.6 network (weights/mlp.npz) on the test split."""
     net = MLP.load(args.out / "weights" / "mlp.npz", "2.6")
     saved_record(args.out, "2.6", "mlp_best", net.run_id)
-    seen = network_input(data, net.deskew)  # the test images as the network reads them
-    predicted = mlp_log_probs(net, seen["test"][0]).argmax(axis=1)
+    x = deskew(data["test"][0]) if net.deskew else data["test"][0]  # as the network reads them
+    predicted = mlp_log_probs(net, x).argmax(axis=1)
     title = "MLP of 2.6"
     return confusion_section(
         "mlp", predicted, data["test"], out=args.out, title=title, run_id=net.run_id
@@ -898,7 +898,7 @@ def section_2_8(data, args):
     save_figure(fig, args.out, "mlp_templates")
     record = {}
     for key, net in nets.items():
-        x = network_input({"train": data["train"]}, net.deskew)["train"][0]
+        x = deskew(data["train"][0]) if net.deskew else data["train"][0]
         blank = x.max(axis=0) == 0  # pixels that are 0 in every training image the network reads
         initial = MLP(seed=net.seed).W1  # where its training started (2.2)
         record[key] = {

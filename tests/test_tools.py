@@ -342,23 +342,6 @@ def test_holm_rejects_step_by_step_and_mcnemar_is_the_exact_binomial():
     assert report.mcnemar_p(5, 5) == 1.0 and report.mcnemar_p(0, 0) == 1.0
 
 
-def test_a_stack_verdict_names_the_networks_in_plain_words():
-    keys = ("mlp_spec", "mlp_best", "cnn_spec", "cnn_best")
-    seeds = {key: {"test": [0.97, 0.971, 0.969]} for key in keys}  # seed 0 first
-    run = {"seconds": 60, "python": "3.8.18", "numpy": "1.19.5", "matplotlib": "3.3.4"}
-    run.update(torch="1.7.1+cpu", val_accuracy=dict.fromkeys(keys, 0.96))
-    same = dict(run, test_accuracy=dict.fromkeys(keys, 0.97))
-    verdict = report.stack_macros(same, seeds, "Old")["OldVerdict"]
-    assert verdict == "identical to the pinned stack's for all four networks"
-    mixed = dict(run, test_accuracy=dict(zip(keys, (0.97, 0.97, 0.9705, 0.90))))
-    assert report.stack_macros(mixed, seeds, "New")["NewVerdict"] == (
-        "identical to the pinned stack's for the MLP of 2.5 and the MLP of 2.6; "
-        "within the pinned stack's seed spread for the CNN of 3.2; "
-        "outside the pinned stack's seed spread for the CNN of 3.4"
-    )
-    assert report.spoken_list(["a", "b", "c"]) == "a, b and c"
-
-
 def test_the_equal_accuracy_test_is_the_textbook_chi_squared_with_a_monte_carlo_p_value():
     results = json.loads((ROOT / "figures" / "results.json").read_text())
     C = np.array(results["mlp_confusion"]["matrix"])

@@ -231,13 +231,6 @@ def network_macros(r, prefix, seeds):
     )
     last = val[-5:]  # how much validation accuracy moves from epoch to epoch at the end
     m.update(LastFiveMin=pct(min(last)), LastFiveMax=pct(max(last)), LastFiveN=str(len(last)))
-    peak, dip = early_instability(val)
-    m.update(
-        EarlyPeakStep=thousands(h["step"][peak]),
-        EarlyPeakVal=pct(val[peak], 1),
-        EarlyDipStep=thousands(h["step"][dip]),
-        EarlyDipVal=pct(val[dip], 1),
-    )
     learned = [i for i in range(1, len(val)) if max(val[:i]) >= 0.9]  # once it has learned
     drop = max(learned, key=lambda i: val[i - 1] - val[i], default=0)
     m.update(
@@ -277,19 +270,6 @@ def network_macros(r, prefix, seeds):
     if len(seeds.get(key, {}).get("val", [])) >= 2:  # a spread needs two seeds at least
         m.update(seed_macros(seeds[key]))
     return {prefix + name: value for name, value in m.items()}
-
-
-def early_instability(val):
-    """(peak, dip): the epochs of the largest fall of validation accuracy from its best so far,
-    before the network first reaches 90 % (while it is still learning to tell digits apart)."""
-    largest, peak, dip = 0.0, 0, 0
-    for epoch in range(1, len(val)):
-        best = int(np.argmax(val[:epoch]))
-        if val[best] >= 0.9:
-            break
-        if val[best] - val[epoch] > largest:
-            largest, peak, dip = val[best] - val[epoch], best, epoch
-    return peak, dip
 
 
 def seed_macros(runs):
@@ -387,58 +367,10 @@ def spoken_list(items):
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def stack_macros(o, seeds, prefix):
-    """The grader's run on another stack (tools/stack_run.py): the oldest supported versions
-    (prefix Old) or the newest releases (New), set against the pinned stack's seed runs."""
-    m = {
-        "Seconds": f"{o['seconds']:.0f}",
-        "Minutes": f"{o['seconds'] / 60:.1f}",
-        "Python": o["python"],
-        "Numpy": o["numpy"],
-        "Matplotlib": o["matplotlib"],
-        "Torch": o["torch"].split("+")[0],
-    }
-    identical = []
-    within = []
-    outside = []
-    for network, key in NETWORKS.items():
-        if (
-            key not in o["test_accuracy"]
-            or key not in seeds
-            or not network.endswith(("Spec", "Best"))
-        ):
-            continue
-        old = o["test_accuracy"][key]
-        m[f"{network}Test"] = pct(old)
-        m[f"{network}Val"] = pct(o["val_accuracy"][key])
-        runs = seeds[key]["test"]
-        if old == runs[0]:  # seed 0 on the pinned stack
-            identical.append(network)
-        elif abs(old - mean_sd(runs)[0]) <= noise_band(runs):
-            within.append(network)
-        else:
-            outside.append(network)
-    names = {"MlpSpec": "MLP of 2.5", "MlpBest": "MLP of 2.6", "CnnSpec": "CNN of 3.2"}
-    names["CnnBest"] = "CNN of 3.4"
-    parts = []
-    for group, words in (
-        (identical, "identical to the pinned stack's"),
-        (within, "within the pinned stack's seed spread"),
-        (outside, "outside the pinned stack's seed spread"),
-    ):
-        if len(group) == len(names):
-            parts.append(f"{words} for all four networks")
-        elif group:
-            parts.append(f"{words} for " + spoken_list([f"the {names[g]}" for g in group]))
-    if parts:
-        m["Verdict"] = "; ".join(parts)
-    return {prefix + name: value for name, value in m.items()}
-
-
 def ablation_comparisons(results, seeds):
     """Every variant of the ablation tables against the seed runs of its recipe (compare): its
     runs (seed 0 in "ablation", more seeds in "ablation_seeds"; the recipe before a change in
-    "seeds_previous"), the difference, its band and p-value, the verdict, and Holm's correction
+    "seeds_previous"), the difference and its p-value, and Holm's correction
     over all of them (the tables' family of comparisons)."""
     runs = {}
     seeded = results.get("ablation_seeds", {})
@@ -463,24 +395,20 @@ def ablation_comparisons(results, seeds):
         if c["group"] not in seeds:
             continue
         values = [row[compared_statistic(c["group"])] for row in c["rows"]]
-        difference, band, p_value = compare(values, seeds[c["group"]]["val"])
-        one_image = 1 / c["rows"][0].get("val_n", 5000)
-        verdict = (
-            "beyond the noise"
-            if abs(difference) > band + one_image
-            else "within the noise"
-            if abs(difference) < band - one_image
-            else "at the edge of the noise"
-        )
-        comparisons[key] = {**c, "difference": difference, "band": band, "p": p_value}
-        comparisons[key]["verdict"] = verdict
+        difference, _, p_value = compare(values, seeds[c["group"]]["val"])
+        comparisons[key] = {**c, "difference": difference, "p": p_value}
     for c, rejected in zip(comparisons.values(), holm([c["p"] for c in comparisons.values()])):
         c["holm"] = rejected
     return comparisons
 
 
+def ablation_name(key):
+    """A row's macro prefix: mlp_no_augment -> AblMlpNoAugment."""
+    return "Abl" + key.replace("_", " ").title().replace(" ", "")
+
+
 def ablation_macros(c, key):
-    name = "Abl" + key.replace("_", " ").title().replace(" ", "")
+    name = ablation_name(key)
     rows = c["rows"]
     row = rows[0]
     best = [r["best_val_accuracy"] for r in rows]
@@ -490,9 +418,7 @@ def ablation_macros(c, key):
         "BestEpochs": f"{min(r['best_epoch'] for r in rows)}--{max(r['best_epoch'] for r in rows)}",
         "Seeds": str(len(rows)),
         "Diff": signed(100 * c["difference"]),
-        "Noise": pct(c["band"], 3),
         "P": p_relation(c["p"]),
-        "Verdict": c["verdict"],
         "Holm": HOLM_YES if c["holm"] else "not after Holm's correction",
     }
     if "epochs" in row:
@@ -517,7 +443,7 @@ def averaging_macros(results):
             rows.setdefault(key.split("/")[0], []).append(row)
     m = {}
     for key, runs in rows.items():
-        name = "Abl" + key.replace("_", " ").title().replace(" ", "")
+        name = ablation_name(key)
         raw = [r["best_val_accuracy"] for r in runs]
         for decay in runs[0]["ema"]:
             averaged = [r["ema"][decay]["best_val_accuracy"] for r in runs]
@@ -532,38 +458,13 @@ def averaging_macros(results):
 
 
 def family_macros(comparisons):
-    """The ablation tables as one family of comparisons: how many, how many false findings chance
-    alone would give at 5 % each, and which findings hold after Holm's correction."""
-    m = len(comparisons)
-    kept = [c["variant"] for c in comparisons.values() if c["holm"]]
-    return {
-        "AblComparisons": str(m),
-        "AblExpectedFalse": f"{0.05 * m:.1f}",
-        "AblHolmN": str(len(kept)),
-        "AblBeyondN": str(sum(c["verdict"] == "beyond the noise" for c in comparisons.values())),
-        "AblEdgeN": str(sum(c["verdict"].startswith("at the edge") for c in comparisons.values())),
-    }
+    """The ablation tables as one family of comparisons, over which Holm's correction runs."""
+    return {"AblComparisons": str(len(comparisons))}
 
 
 def compared_statistic(group):
     """The 2.6 and 3.4 recipes keep their best epoch; the specified trainings their last."""
     return "best_val_accuracy" if group.endswith("best") else "final_val_accuracy"
-
-
-def bench_macros(b):
-    return {
-        "BenchNumpy": f"{b['mlp_numpy']:.3f}",
-        "BenchTorch": f"{b['mlp_torch']:.3f}",
-        "BenchRatio": f"{b['numpy_over_torch']:.2f}",
-        "BenchMlpBest": f"{b['mlp_best']:.2f}",
-        "BenchCnnBest": f"{b['cnn_best']:.2f}",
-        "BenchCnnBestHigh": f"{b['spread']['cnn_best'][1]:.2f}",
-        "BenchCnnBestBefore": f"{b['cnn_best_before']:.2f}",
-        "BenchCnnBestBeforeHigh": f"{b['spread']['cnn_best_before'][1]:.2f}",
-        "BenchRounds": str(b["rounds"]),
-        "BenchCnnPlain": f"{b['cnn_plain']:.2f}",
-        "BenchCnnRatio": f"{b['cnn_over_plain']:.2f}",
-    }
 
 
 def busy_macros(b):
@@ -791,10 +692,6 @@ def generate(results, author):
         m["CnnParams"] = thousands(results["cnn_architecture"].get("total_params", 0))
     if results.get("seconds"):
         m.update(from_entry(results, "seconds", seconds_macros))
-        m.update(from_entry({"all": results}, "all", run_time_macros))
-    for prefix, key in (("Old", "oldest_stack"), ("New", "newest_stack")):
-        if key in results:
-            m.update(from_entry(results, key, stack_macros, seeds, prefix))
     if "versions" in results:
         m.update(from_entry(results, "versions", versions_macros))
     comparisons = from_entry({"ablation": results}, "ablation", ablation_comparisons, seeds)
@@ -805,8 +702,6 @@ def generate(results, author):
     m.update(from_entry({"ablation": results}, "ablation", averaging_macros))
     if "mlp_small_paired" in results:
         m.update(from_entry(results, "mlp_small_paired", paired_macros))
-    if "bench" in results:
-        m.update(from_entry(results, "bench", bench_macros))
     if "bench_busy" in results:
         m.update(from_entry(results, "bench_busy", busy_macros))
     tables = {}
@@ -845,19 +740,6 @@ def mlp_at_cnn_steps(small, cnn_small):
 
 def last_seed(s):
     return {"SeedLast": str(s["seeds"][-1]), "SeedCount": str(len(s["seeds"]))}
-
-
-def run_time_macros(results):
-    """The grader's run's minutes, low to high, over the whole runs timed with this code: its own
-    (results.json), the stacks' (stacks.json) and the seed runs' where seeds.json has them."""
-    seconds = [sum(results["seconds"].values())]
-    seconds += [results[k]["seconds"] for k in ("oldest_stack", "newest_stack") if k in results]
-    seconds += results.get("seeds", {}).get("seconds", [])
-    return {
-        "RunMinutesLow": f"{min(seconds) / 60:.1f}",
-        "RunMinutesHigh": f"{max(seconds) / 60:.1f}",
-        "RunCount": str(len(seconds)),
-    }
 
 
 def gradient_macros(g):
@@ -1000,7 +882,7 @@ README_NETWORKS = {  # results key: how README's table names the network
 
 
 def percent(fraction):
-    return f"{100 * fraction:.2f} %"
+    return f"{pct(fraction)} %"
 
 
 def spread(values):
