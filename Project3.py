@@ -74,7 +74,6 @@ CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the v
     "lr": 4e-3,  # the peak of Adam's one-cycle learning rate
     "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
     "augment": {"rotate_deg": 12.0, "scale": 0.10, "shear": 0.15, "shift": 2.5},  # beyond 2.6's
-    "deskew": False,  # the digits as given: deskewing (2.6) gained the CNN nothing measurable
 }
 TRAIN_EVAL_N = 5000  # 2.6 and 3.4 score training accuracy on the first 5000 images, for speed
 NETWORKS = (  # (results key, name, the accuracy above which each point is extra credit)
@@ -210,8 +209,7 @@ def find_data_dir(given=None):
 
 def read_npy(path, kinds, what):
     """One array saved with np.save, whose dtype.kind is one of kinds (u unsigned and i signed
-    integers, f floating point), read without pickle; anything else is refused, from the file's
-    header where it can be, before its data is read."""
+    integers, f floating point), read without pickle; anything else is refused."""
     if not path.is_file():  # missing, a folder, or a FIFO or a device, which is never waited on
         found = (
             "not a regular file (a folder, FIFO or device)" if path.exists() else "file not found"
@@ -220,26 +218,18 @@ def read_npy(path, kinds, what):
     try:
         with open(path, "rb") as file:
             magic = file.read(6)
-            if magic[:2] == b"PK":
-                raise UserError(f"{path}: expected {what}, found an .npz archive.")
-            if magic != b"\x93NUMPY":
-                raise UserError(
-                    f"{path}: not a readable .npy array (its first bytes are not numpy's); "
-                    f"expected {what} saved by numpy.save."
-                )
+            if magic != b"\x93NUMPY":  # an .npz is a zip archive: its first bytes are PK
+                found = "an .npz archive" if magic[:2] == b"PK" else "another kind of file"
+                raise UserError(f"{path}: expected {what} saved by numpy.save, found {found}.")
             file.seek(0)
-            if np.lib.format.read_magic(file) == (1, 0):
-                dtype = np.lib.format.read_array_header_1_0(file)[2]
-            else:  # versions 2 and 3: the same header, longer
-                dtype = np.lib.format.read_array_header_2_0(file)[2]
-            if dtype.kind not in kinds:
-                raise UserError(f"{path}: expected {what}, found dtype {dtype}.")
-            file.seek(0)
-            return np.load(file, allow_pickle=False)
+            array = np.load(file, allow_pickle=False)
     except OSError as error:
         raise UserError(f"{path}: cannot be read ({error.strerror or error}).") from None
-    except ValueError as error:  # a damaged header, or the data cut short
+    except ValueError as error:  # objects (a pickle), a damaged header, the data cut short
         raise UserError(f"{path}: not a readable .npy array ({error}).") from None
+    if array.dtype.kind not in kinds:
+        raise UserError(f"{path}: expected {what}, found dtype {array.dtype}.")
+    return array
 
 
 def read_split(folder, split):
@@ -602,23 +592,23 @@ def new_figure(**kwargs):
     return fig
 
 
-def plot_curves(runs, *, title, out, name, accuracy_from=None, train_label="training images"):
+def plot_curves(runs, *, title, out, name):
     """Accuracy and loss after every epoch (a dot each) against gradient steps, a row per run on
     its own steps; the loss axes shared, so that the runs compare by eye; each accuracy axis from
-    accuracy_from, or else from just below the row's lowest accuracy after its first epoch, so that
-    the gap between the curves shows."""
+    just below the row's lowest accuracy after its first epoch, so that the gap between the curves
+    shows."""
     fig = new_figure(figsize=(6.3, 0.45 + 1.6 * len(runs)))
     axes = fig.subplots(len(runs), 2, sharex="row", squeeze=False)
     losses = [h[f"{split}_loss"] for _, h in runs for split in ("train", "val")]
     loss_range = (0.8 * min(map(min, losses)), 1.25 * max(map(max, losses)))
     for (label, history), row in zip(runs, axes):
         for ax, what, scale in zip(row, ("acc", "loss"), (100, 1)):
-            for split, legend in (("train", train_label), ("val", "validation images")):
+            for split, legend in (("train", "training images"), ("val", "validation images")):
                 y = scale * np.array(history[f"{split}_{what}"])
                 ax.plot(history["step"], y, marker=".", markersize=3, label=legend)
             ax.grid(alpha=0.3)
         later = 100 * np.array(history["train_acc"][1:] + history["val_acc"][1:] or [0])
-        low = accuracy_from if accuracy_from is not None else max(np.floor(later.min()) - 1, 0)
+        low = max(np.floor(later.min()) - 1, 0)
         row[0].set(title=f"{label}: accuracy", ylabel="accuracy (%)", ylim=(low, 100.3))
         row[1].set(title=f"{label}: loss", ylabel="cross-entropy per image", yscale="log")
         row[1].set_ylim(loss_range)
@@ -721,11 +711,6 @@ def deskew(images, chunk=10000):
     return np.concatenate(out) if out else np.zeros((0, 784), np.float32)
 
 
-def network_input(data, deskewed):
-    """The splits as a network reads them: deskewed (2.6, 3.4) or as given."""
-    return {split: (deskew(x), y) for split, (x, y) in data.items()} if deskewed else data
-
-
 class RandomAffine:
     """Random affine distortions of 28x28 images, drawn afresh for every image and every call:
     rotation by up to rotate_deg degrees, scaling by 1 +- scale, horizontal shear by up to +-shear
@@ -768,15 +753,6 @@ def plot_deskewed(x, *, out):
     save_figure(fig, out, "deskew")
 
 
-def plot_best_training(history, data, *, title, out, name, accuracy_from):
-    """2.6's and 3.4's training curves; the training accuracy is that of the first TRAIN_EVAL_N."""
-    label = f"first {min(TRAIN_EVAL_N, len(data['train'][0]))} training images"
-    runs = [(f"{len(history['step'])} epochs", history)]
-    plot_curves(
-        runs, title=title, out=out, name=name, accuracy_from=accuracy_from, train_label=label
-    )
-
-
 def section_2_6(data, args):
     """The 2.6 recipe on all 50000 images; the best validation epoch's weights are kept."""
     cfg = args.config["mlp_best"]
@@ -784,9 +760,9 @@ def section_2_6(data, args):
     net = AdamMLP(seed=args.seed)
     recipe = {**cfg, "augment": RandomAffine(**cfg["augment"])}  # epochs, batch, lr, lr_final
     net.deskew = recipe.pop("deskew")
-    if net.deskew:
+    if net.deskew:  # every split, as the network reads it
         plot_deskewed(data["val"][0], out=args.out)
-    data = network_input(data, net.deskew)
+        data = {split: (deskew(x), y) for split, (x, y) in data.items()}
     history, best = train_mlp(
         net, data, **recipe, seed=args.seed, tag="2.6", train_eval_n=TRAIN_EVAL_N
     )
@@ -795,10 +771,6 @@ def section_2_6(data, args):
         theta[...] = best["weights"][name]  # the weights of the best epoch on validation
     net.run_id = args.run_id
     net.save(args.out / "weights" / "mlp.npz")
-    title = "MLP of 2.6: deskewed digits, Adam, cosine learning-rate decay, affine distortions"
-    plot_best_training(
-        history, data, title=title, out=args.out, name="mlp_best_training", accuracy_from=90
-    )
     record.update(test_scores(mlp_log_probs(net, data["test"][0]), data["test"]))
     return {"mlp_best": record}
 
@@ -1029,11 +1001,10 @@ def train_cnn_as_specified(data, *, epochs, seed, device, tag):
     return net, history
 
 
-def save_cnn(net, path, run_id, deskewed=False):
-    """The CNN's state dict as plain arrays, the run that trained it and whether it reads
-    deskewed images (3.4)."""
+def save_cnn(net, path, run_id):
+    """The CNN's state dict as plain arrays, and the run that trained it."""
     arrays = {k: t.cpu().numpy() for k, t in net.state_dict().items()}
-    save_arrays(path, {"run": np.array(run_id), "deskew": np.array(int(deskewed)), **arrays})
+    save_arrays(path, {"run": np.array(run_id), **arrays})
 
 
 def section_3_2(data, args):
@@ -1057,11 +1028,6 @@ def section_3_3(data, args):
     """The training of 3.2 on the first 2000 images, plotted above 3.2's run on all 50000."""
     cfg = args.config["cnn_study"]
     full = saved_record(args.out, "3.2", "cnn_spec")  # 3.2's run, checked before training
-    full_history = full.get("history") if isinstance(full.get("history"), dict) else {}
-    columns = [full_history.get(key) for key in HISTORY]
-    numbers = [isinstance(c, list) and all(isinstance(v, (int, float)) for v in c) for c in columns]
-    if not all(numbers) or len({len(c) for c in columns}) != 1 or not columns[0]:
-        raise UserError("the record of section 3.2 holds no training history: rerun section 3.2.")
     if full.get("seed") != args.seed:
         raise UserError(
             f"section 3.3 plots its run beside 3.2's, which ran with --seed {full.get('seed')}, "
@@ -1080,10 +1046,7 @@ def section_3_3(data, args):
     )
     runs = [
         (f"first {n} images, {cfg['epochs_small']} epochs", history),
-        (
-            f"all {full.get('train_n', len(x))} images, {len(full_history['step'])} epochs",
-            full_history,
-        ),
+        (f"all {full['train_n']} images, {len(full['history']['step'])} epochs", full["history"]),
     ]
     title = f"CNN: SGD, learning rate {SPEC['lr']} on the summed loss, batch {SPEC['batch']}"
     plot_curves(runs, title=title, out=args.out, name="cnn_study")
@@ -1143,35 +1106,30 @@ def cnn_best_recipe(cfg, net, n_train):
     }
 
 
-def train_cnn_best(cfg, data, *, seed, device):
-    """The 3.4 recipe on data as the network reads it (network_input), keeping the best
-    validation epoch's weights."""
-    torch.manual_seed(seed)  # the initial weights
-    net = ConvNet().to(device)
-    recipe = cnn_best_recipe(cfg, net, len(data["train"][0]))
-    history, best = train_cnn(
-        net, data, epochs=cfg["epochs"], seed=seed, tag="3.4", train_eval_n=TRAIN_EVAL_N, **recipe
-    )
-    net.load_state_dict(best["weights"])  # the weights of the best epoch on validation
-    return net, history, best
-
-
 def section_3_4(data, args):
-    """The 3.4 recipe on all 50000 images; then its test accuracy and confusion matrix."""
+    """The 3.4 recipe on all 50000 images, keeping the best validation epoch's weights; then their
+    test accuracy and confusion matrix."""
     cfg = args.config["cnn_best"]
     start = time.perf_counter()
-    seen = network_input(data, cfg["deskew"])  # the images as the network reads them
-    net, history, best = train_cnn_best(cfg, seen, seed=args.seed, device=args.device)
+    torch.manual_seed(args.seed)  # the initial weights
+    net = ConvNet().to(args.device)
+    recipe = cnn_best_recipe(cfg, net, len(data["train"][0]))
+    history, best = train_cnn(
+        net,
+        data,
+        epochs=cfg["epochs"],
+        seed=args.seed,
+        tag="3.4",
+        train_eval_n=TRAIN_EVAL_N,
+        **recipe,
+    )
+    net.load_state_dict(best["weights"])  # the weights of the best epoch on validation
     record = training_record(
         history, start, args, val_accuracy=best["val_acc"], config=cfg, device=args.device
     )
-    save_cnn(net, args.out / "weights" / "cnn.npz", args.run_id, cfg["deskew"])
-    title = "CNN of 3.4: Adam, one-cycle learning rate, label smoothing, random affine distortions"
-    plot_best_training(
-        history, data, title=title, out=args.out, name="cnn_best_training", accuracy_from=95
-    )
-    test_log_probs = cnn_log_probs(net, seen["test"][0])
-    record.update(test_scores(test_log_probs, seen["test"]))
+    save_cnn(net, args.out / "weights" / "cnn.npz", args.run_id)
+    test_log_probs = cnn_log_probs(net, data["test"][0])
+    record.update(test_scores(test_log_probs, data["test"]))
     predicted = test_log_probs.argmax(axis=1)
     title = "CNN of 3.4"
     confusion = confusion_section(

@@ -22,9 +22,8 @@ from conftest import (
 )
 
 ALLOWED = {"numpy", "matplotlib", "time", "torch", "argparse", "json", "pathlib", "sys"}
-PART_1_FIGURES = ("mlp_study", "mlp_best_training", "mlp_confusion", "mlp_mistakes")
-PART_1_FIGURES += ("mlp_templates",)
-PART_2_FIGURES = ("cnn_study", "cnn_best_training", "cnn_confusion", "cnn_mistakes")
+PART_1_FIGURES = ("mlp_study", "deskew", "mlp_confusion", "mlp_mistakes", "mlp_templates")
+PART_2_FIGURES = ("cnn_study", "cnn_confusion", "cnn_mistakes")
 
 
 def summary_lines(stdout):

@@ -122,15 +122,6 @@ def test_data_folder_found_beside_the_script_then_in_the_working_folder(tmp_path
     )  # beside the script comes first
 
 
-def _npy_claiming(path, shape, dtype="|u1"):
-    """A .npy file of a few bytes whose header claims an array of the given shape."""
-    header = f"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shape!r}, }}"
-    header += " " * (63 - len(header) % 64) + "\n"
-    path.write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode())
-    with open(path, "ab") as file:
-        file.write(bytes(1000))
-
-
 def _break(folder, case):
     """Make one bad case in a good small folder; return the text the error must name."""
     img = folder / "MNIST_train_images.npy"
@@ -142,14 +133,16 @@ def _break(folder, case):
         return "MNIST_train_labels.npy: file not found"
     if case == "not_npy":
         img.write_bytes(b"these are not pixels")
-        return "not a readable .npy array"
+        return "saved by numpy.save, found another kind of file"
     if case == "truncated":
         img.write_bytes(img.read_bytes()[:5000])
         return "not a readable .npy array"
     if case == "npz_renamed":
         with open(img, "wb") as file:
             np.savez(file, x=x)
-        return "expected integer or floating-point pixels, found an .npz archive"
+        return (
+            "expected integer or floating-point pixels saved by numpy.save, found an .npz archive"
+        )
     if case == "wrong_width":
         np.save(img, x[:, :783])
         return "expected images of shape (N, 784) or (N, 28, 28), found (600, 783)"
@@ -164,7 +157,7 @@ def _break(folder, case):
         return "expected integer or floating-point pixels, found dtype complex64"
     if case == "objects":
         np.save(img, np.array([x, None], dtype=object), allow_pickle=True)
-        return "expected integer or floating-point pixels, found dtype object"
+        return "not a readable .npy array (Object arrays cannot be loaded"
     if case == "all_zero":
         np.save(img, np.zeros_like(x))
         return "every pixel is 0"

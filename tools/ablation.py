@@ -197,7 +197,7 @@ def train(group, change, data, seed, device, quick):
         return history, {}
     if group == "mlp_best":
         cfg = {**P.MLP_BEST, **change, **epochs}
-        seen = P.network_input(data, cfg["deskew"])
+        seen = as_read(data, cfg.get("deskew", False))
         sgd = cfg.get("sgd", False)
         net = P.MLP(seed=seed) if sgd else AveragedAdamMLP(seed=seed)
         if not sgd:
@@ -232,9 +232,9 @@ def train(group, change, data, seed, device, quick):
             train_eval_n=P.TRAIN_EVAL_N,
         )
         return history, {}
-    if group == "cnn_best":  # train_cnn_best, its scheduler's steps also averaging the weights
+    if group == "cnn_best":  # 3.4's training, its scheduler's steps also averaging the weights
         cfg = {**P.CNN_BEST, **change, **epochs}
-        seen = P.network_input(data, cfg["deskew"])
+        seen = as_read(data, cfg.get("deskew", False))
         P.torch.manual_seed(seed)
         net = P.ConvNet().to(device)
         recipe = P.cnn_best_recipe({**cfg, "augment": None}, net, len(seen["train"][0]))
@@ -276,6 +276,11 @@ def train(group, change, data, seed, device, quick):
         tag=group,
     )
     return history, {}
+
+
+def as_read(data, deskewed):
+    """The splits as a network reads them: deskewed (2.6, the cnn_deskew row) or as given."""
+    return {split: (P.deskew(x), y) for split, (x, y) in data.items()} if deskewed else data
 
 
 def ink_on_blank_pixels(x):
