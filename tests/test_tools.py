@@ -761,6 +761,54 @@ def test_remake_runs_the_stacks_that_nox_has_made_and_says_when_there_are_none(m
     assert command[-4:] == ["oldest_stack", "--out", str(ROOT / "quick"), "--quick"]
 
 
+def test_remake_resumes_with_the_same_code_skipping_finished_steps_and_recorded_seeds(
+    tmp_path, monkeypatch, capsys
+):
+    """Steps stand in for by one-line commands: the third fails, then --resume goes on."""
+    remake = import_path("remake", TOOLS / "remake.py")
+    ran, failing = [], {"ablation"}
+
+    def commands(step, args, out):
+        ran.append((step, args.first_seed))
+        status = 1 if step in failing else 0
+        return [[sys.executable, "-c", f"import sys; sys.exit({status})"]]
+
+    monkeypatch.setattr(remake, "commands", commands)
+    out = tmp_path / "out"
+    argv = ["--quick", "--out", str(out), "--skip", "stacks"]
+    (out / "figures").mkdir(parents=True)
+    P.write_results(out, {"seeds": {"seeds": [0, 1]}, "seeds_history": {"a": 1}}, "seeds.json")
+    assert remake.run_tool(remake.main, argv) == 2
+    err = capsys.readouterr().err
+    assert "step ablation failed with status 1" in err and "run, seeds finished, --resume" in err
+    assert [step for step, _ in ran] == ["run", "seeds", "ablation"]
+    assert P.read_results(out, "seeds.json") == {"seeds_history": {"a": 1}}  # earlier code's: gone
+    ran.clear()
+    failing.clear()
+    assert remake.run_tool(remake.main, [*argv, "--resume"]) == 0
+    assert [step for step, _ in ran] == ["ablation", "bench", "report"]
+    assert "[1/5] run: done earlier in" in capsys.readouterr().out
+    recorded = P.read_results(out, "remake.json")["remake"]
+    assert set(recorded["seconds"]) == {"run", "seeds", "ablation", "bench", "report"}
+
+    # an interrupted seeds step goes on from the first seed it has not recorded, counting the
+    # seconds of those it has
+    recorded["seconds"] = {"run": 1.0}
+    P.write_results(out, {"remake": recorded}, "remake.json")
+    P.write_results(out, {"seeds": {"seeds": [0], "seconds": [500.0]}}, "seeds.json")
+    ran.clear()
+    assert remake.run_tool(remake.main, [*argv, "--resume"]) == 0
+    assert ran[0] == ("seeds", 1)
+    assert "seeds: started from seed 1" in capsys.readouterr().out
+    assert P.read_results(out, "remake.json")["remake"]["seconds"]["seeds"] >= 500
+
+    # other code: refused in one sentence, the record kept
+    monkeypatch.setattr(remake, "code_hash", lambda: "other")
+    assert remake.run_tool(remake.main, [*argv, "--resume"]) == 2
+    assert "records a remake of other code or settings" in capsys.readouterr().err
+    assert remake.run_tool(remake.main, ["--out", str(out), "--resume"]) == 2  # not --quick
+
+
 def test_a_tool_prints_a_path_its_console_cannot_encode_escaped(tmp_path):
     """A Windows console (cp1252) and a folder named in Polish: submit.py's line is escaped."""
     out = tmp_path / "Łódź"
