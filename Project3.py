@@ -72,7 +72,7 @@ CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the v
     "epochs": 40,  # the best validation epoch comes before 40; 50 epochs were no better
     "batch": 256,  # the assignment's batch; 128 was no better
     "lr": 4e-3,  # the peak of Adam's one-cycle learning rate
-    "label_smoothing": 0.05,  # the target puts 1 - 0.05 * 0.9 on the true digit; 0.1 was no better
+    "label_smoothing": 0.05,  # targets 0.955 on the true digit, 0.005 on each other; 0.1 no better
     "augment": {"rotate_deg": 12.0, "scale": 0.10, "shear": 0.15, "shift": 2.5},  # beyond 2.6's
 }
 TRAIN_EVAL_N = 5000  # 2.6 and 3.4 score training accuracy on the first 5000 images, for speed
@@ -128,8 +128,7 @@ def write_whole(path, write, *args, **kwargs):
 
 
 def save_figure(fig, out, name):
-    """The figure as PDF (for the report) and PNG (to look at); the PDF without its creation date,
-    so that a rerun that draws the same figure writes the same file."""
+    """The figure as PDF (for the report, undated: a rerun writes the same file) and as PNG."""
     for ext in ("pdf", "png"):
         metadata = {"CreationDate": None} if ext == "pdf" else None
         path = out / "figures" / f"{name}.{ext}"
@@ -147,8 +146,7 @@ def save_arrays(path, arrays):
 
 
 def read_results(out, name="results.json"):
-    """figures/results.json under out ({} if there is none): an object of objects, its numbers
-    finite; anything else is refused."""
+    """figures/results.json under out ({} if none): an object of objects, its numbers finite."""
     path = out / "figures" / name
 
     def no_constant(constant):
@@ -175,9 +173,8 @@ def write_results(out, results, name="results.json"):
 
 
 def saved_record(out, section, key, run_id=None):
-    """results.json's record key, written by section earlier (in this run or another), refused
-    (naming the section to run) where that section did not finish, or where weights read beside it
-    (their run id given) were written by another run."""
+    """results.json's record key, written by section; refused where that section did not finish,
+    or where the weights read beside it (their run id given) were written by another run."""
     results = read_results(out)
     record = results.get(key)
     rerun = f"run `python Project3.py --section {section}` first (same --out and --quick)"
@@ -234,8 +231,8 @@ def read_npy(path, kinds, what):
 
 def read_split(folder, split):
     """The images (N, 784) and labels (N,) of one split, as stored; malformed ones are refused."""
-    image_path, label_path = (folder / f"MNIST_{split}_{kind}.npy" for kind in ("images", "labels"))
-    images = read_npy(image_path, "uif", "integer or floating-point pixels")
+    where, label_path = (folder / f"MNIST_{split}_{kind}.npy" for kind in ("images", "labels"))
+    images = read_npy(where, "uif", "integer or floating-point pixels")
     labels = read_npy(label_path, "ui", "integer labels")
     if images.ndim == 3 and images.shape[1:] == (28, 28):
         images = images.reshape(len(images), 784)
@@ -246,24 +243,21 @@ def read_split(folder, split):
         problem = f"the {split} split is empty (0 images)"
     elif not np.isfinite(images).all():
         problem = f"{np.count_nonzero(~np.isfinite(images))} pixels are NaN or infinite"
-    elif not images.any():
-        problem = "every pixel is 0, so there is no digit to see"
     elif labels.shape != (len(images),):
-        image_path = label_path
+        where = label_path
         problem = f"expected {len(images)} labels, one per image, found shape {labels.shape}"
     elif labels.min() < 0 or labels.max() > 9:
-        image_path = label_path
+        where = label_path
         problem = f"labels must lie in 0-9, found {labels.min()} to {labels.max()}"
     if problem:
-        raise UserError(f"{image_path}: {problem}.")
+        raise UserError(f"{where}: {problem}.")
     return images, labels.astype(np.int64)
 
 
 def load_data(folder, splits=("train", "val", "test")):
     """{split: (images float32 (N, 784) in [0, 1], labels int64 (N,))}. The scale is decided once
-    from the largest pixel M of all splits: M <= 1, images in [0, 1] already; 128 <= M <= 255,
-    grey levels, divided by 255. Anything else, negative pixels, or splits on different scales
-    are refused."""
+    from the largest pixel M of all splits: M <= 1, in [0, 1] already; 128 <= M <= 255, grey levels
+    divided by 255; anything else, negative pixels, or splits on different scales are refused."""
     raw = {split: read_split(folder, split) for split in splits}
     largest = {split: float(images.max()) for split, (images, _) in raw.items()}
     smallest = min(float(images.min()) for images, _ in raw.values())
@@ -376,15 +370,8 @@ class MLP:
         self.b2 -= lr * self.b2_grad
 
     def save(self, path):
-        save_arrays(
-            path,
-            {
-                **self.params(),
-                "seed": np.array(self.seed),
-                "run": np.array(self.run_id),
-                "deskew": np.array(int(self.deskew)),
-            },
-        )
+        about = {"seed": self.seed, "run": self.run_id, "deskew": int(self.deskew)}
+        save_arrays(path, {**self.params(), **{k: np.array(v) for k, v in about.items()}})
 
     @classmethod
     def load(cls, path, section):
@@ -511,10 +498,9 @@ def get_lr(epoch, epochs, *, lr, lr_final=None):
 
 
 def fit(net, data, run_epoch, log_probs, weights, *, epochs, tag, train_eval_n=None):
-    """The epochs of a training, the MLP's or the CNN's: run_epoch(epoch) trains net on
-    data["train"] and returns its steps; log_probs(net, images) then scores the training images
-    (or the first train_eval_n) and data["val"]. Returns the history of the epochs and the best
-    validation epoch's accuracy and weights() (a copy taken then)."""
+    """The epochs of a training, the MLP's or the CNN's: run_epoch(epoch) trains net and returns
+    its steps; log_probs(net, images) then scores the training images (or the first train_eval_n)
+    and the validation images. Returns the history and the best validation epoch's weights()."""
     x, y = data["train"]
     history = {key: [] for key in HISTORY}
     best = {"val_acc": -1}
@@ -593,10 +579,8 @@ def new_figure(**kwargs):
 
 
 def plot_curves(runs, *, title, out, name):
-    """Accuracy and loss after every epoch (a dot each) against gradient steps, a row per run on
-    its own steps; the loss axes shared, so that the runs compare by eye; each accuracy axis from
-    just below the row's lowest accuracy after its first epoch, so that the gap between the curves
-    shows."""
+    """Accuracy and loss after every epoch (a dot each) against gradient steps, a row per run; the
+    loss axes shared, so that the runs compare by eye, the accuracy axes from the row's lowest."""
     fig = new_figure(figsize=(6.3, 0.45 + 1.6 * len(runs)))
     axes = fig.subplots(len(runs), 2, sharex="row", squeeze=False)
     losses = [h[f"{split}_loss"] for _, h in runs for split in ("train", "val")]
@@ -650,8 +634,6 @@ def section_2_5(data, args):
 
 
 # ==== 2.6 How well does it work? The same network, trained better. ===============================
-# The recipe: Adam (AdamMLP) with the cosine learning-rate decay of get_lr (2.4), and random affine
-# distortions of every training image (RandomAffine); the best validation epoch's weights are kept.
 
 
 class AdamMLP(MLP):
@@ -680,9 +662,8 @@ PIXEL_GRID = np.stack([PIXEL_X, PIXEL_Y, np.ones(784)]).astype(np.float32)  # x,
 
 def sample_bilinear(images, src):
     """The images (B, 784) read at the points src (B, 2, 784), x and y in pixels about the centre:
-    each output pixel blends the four input pixels around its point, with bilinear weights; beyond
-    the image's edge they are 0 (a point far outside reads the edge's last 0.1 %, nothing on
-    MNIST's blank borders)."""
+    each output pixel blends the four input pixels around its point with bilinear weights; beyond
+    the edge they are 0 (a point far outside reads the edge's last 0.1 %, blank on MNIST)."""
     B = len(images)
     src = np.clip(src + 14.5, 0, 28.999)  # +1: the image padded by a pixel of zeros, 30 x 30
     corner = np.floor(src)
@@ -831,9 +812,8 @@ def section_2_7(data, args):
     saved_record(args.out, "2.6", "mlp_best", net.run_id)
     x = deskew(data["test"][0]) if net.deskew else data["test"][0]  # as the network reads them
     predicted = mlp_log_probs(net, x).argmax(axis=1)
-    title = "MLP of 2.6"
     return confusion_section(
-        "mlp", predicted, data["test"], out=args.out, title=title, run_id=net.run_id
+        "mlp", predicted, data["test"], out=args.out, title="MLP of 2.6", run_id=net.run_id
     )
 
 
@@ -912,9 +892,8 @@ class ConvNet(TorchModule):
 
 
 def section_3_1(data, args):
-    """forward() on a blank image, each layer's call recorded by a forward hook: its settings,
-    shapes and parameters, in forward()'s order (the ReLUs and the flattening between them are
-    functions, without settings or parameters)."""
+    """forward() on a blank image, each layer's call recorded by a forward hook in forward()'s
+    order: its settings, shapes and parameters (the ReLUs and the flattening are functions)."""
     net = ConvNet()
     rows = []
 
@@ -1131,9 +1110,8 @@ def section_3_4(data, args):
     test_log_probs = cnn_log_probs(net, data["test"][0])
     record.update(test_scores(test_log_probs, data["test"]))
     predicted = test_log_probs.argmax(axis=1)
-    title = "CNN of 3.4"
     confusion = confusion_section(
-        "cnn", predicted, data["test"], out=args.out, title=title, run_id=args.run_id
+        "cnn", predicted, data["test"], out=args.out, title="CNN of 3.4", run_id=args.run_id
     )
     return {"cnn_best": record, **confusion}
 
@@ -1203,8 +1181,7 @@ def pick_device(requested):
 
 def check_before_training(args):
     """The seed, torch, the device, the data and --out, checked before the first epoch; sets
-    args.device, args.config and args.run_id (this run's id, written into its files). Returns the
-    data (for --quick, a few hundred images of each split but the test split)."""
+    args.device, args.config and args.run_id (written into its files). Returns the data."""
     if not 0 <= args.seed < 2**32:
         raise UserError(f"--seed must lie in 0 to {2**32 - 1}, found {args.seed}.")
     runs_part_2 = any(section[0] == "3" for section in args.sections)
@@ -1230,9 +1207,8 @@ def check_before_training(args):
 
 
 def run(args):
-    """The sections asked for, in the report's order, alone in args.out (a lock file keeps out any
-    other run). Each section is marked unfinished in results.json while it writes its files, and
-    its records replace the mark when it is done: an interrupted section is never taken as whole."""
+    """The sections asked for, alone in args.out (a lock file keeps out any other run); each is
+    marked unfinished in results.json until its records replace the mark (run_sections)."""
     start = time.perf_counter()
     skipped = f"Part 2 (3.1-3.4) is skipped: it needs PyTorch ({TORCH_PROBLEM})."
     skipping = torch is None and args.part == "all" and not args.section

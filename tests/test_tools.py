@@ -766,6 +766,7 @@ def test_remake_resumes_with_the_same_code_skipping_finished_steps_and_recorded_
 ):
     """Steps stand in for by one-line commands: the third fails, then --resume goes on."""
     remake = import_path("remake", TOOLS / "remake.py")
+    real_commands = remake.commands
     ran, failing = [], {"ablation"}
 
     def commands(step, args, out):
@@ -799,8 +800,31 @@ def test_remake_resumes_with_the_same_code_skipping_finished_steps_and_recorded_
     ran.clear()
     assert remake.run_tool(remake.main, [*argv, "--resume"]) == 0
     assert ran[0] == ("seeds", 1)
-    assert "seeds: started from seed 1" in capsys.readouterr().out
+    assert "seeds: started again, from seed 1" in capsys.readouterr().out
     assert P.read_results(out, "remake.json")["remake"]["seconds"]["seeds"] >= 500
+
+    # an interrupted ablation step runs only the rows it has not recorded
+    recorded = P.read_results(out, "remake.json")["remake"]
+    del recorded["seconds"]["ablation"]
+    P.write_results(out, {"remake": recorded}, "remake.json")
+    rows = {key: {"seconds": 60.0} for key, *_ in remake.ablation.ROWS[1:]}
+    seeds = {
+        f"{key}/seed{s}": {"seconds": 1.0} for key in remake.MULTI_SEED_ROWS for s in range(1, 5)
+    }
+    del seeds[f"{remake.MULTI_SEED_ROWS[-1]}/seed3"]
+    P.write_results(out, {"ablation": rows, "ablation_seeds": seeds}, "ablation.json")
+    args = remake.argparse.Namespace(quick=False, data=None)
+    args.ablation_left = remake.ablation_left(out)
+    first, more = real_commands("ablation", args, out)
+    assert first[first.index("--rows") + 1 :] == [remake.ablation.ROWS[0][0], "--out", str(out)]
+    assert more[more.index("--rows") + 1 :][:1] == [remake.MULTI_SEED_ROWS[-1]]
+    ran.clear()
+    capsys.readouterr()
+    assert remake.run_tool(remake.main, [*argv, "--resume"]) == 0
+    assert [step for step, _ in ran] == ["ablation"]
+    assert "ablation: started again, from the rows not recorded" in capsys.readouterr().out
+    seconds = P.read_results(out, "remake.json")["remake"]["seconds"]["ablation"]
+    assert seconds >= 60 * len(rows)  # the recorded rows' seconds count
 
     # other code: refused in one sentence, the record kept
     monkeypatch.setattr(remake, "code_hash", lambda: "other")

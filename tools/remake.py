@@ -15,9 +15,10 @@ with one sentence. --quick runs every step as its smoke test into DIR (default q
 the committed files.
 
 The whole remake takes longer than one sitting (about 3.5 hours on 2 cores), so it keeps its
-progress in figures/remake.json: the code it runs (a hash of Project3.py and tools/*.py) and each
-finished step's seconds. --resume goes on from there with the same code: finished steps are skipped,
-and an interrupted seeds step goes on from the first seed it has not recorded (seeds.py --first).
+progress in figures/remake.json: the code it runs (a hash of Project3.py and the tools that train
+and time) and each finished step's seconds. --resume goes on from there with the same code: finished
+steps are skipped, an interrupted seeds step goes on from the first seed it has not recorded
+(seeds.py --first), an interrupted ablation step with the rows it has not recorded.
 
 The runs that earlier recipes left in seeds.json (seeds_previous, seeds_history) and ablation.json
 (before_deskew) are kept, not remade: they need the code of those recipes (README, "How the
@@ -32,6 +33,8 @@ import time
 from pathlib import Path
 
 try:  # Ctrl-C while importing (torch takes a second or two): one line and status 130
+    import ablation
+
     from common import ROOT, P, Said, out_dir, run_tool
 except KeyboardInterrupt:
     print(f"{Path(__file__).name}: interrupted.", file=sys.stderr)
@@ -40,15 +43,22 @@ except KeyboardInterrupt:
 STEPS = ("run", "seeds", "ablation", "bench", "stacks", "report")
 # The rows rerun over seeds 1-4 beside seed 0's
 MULTI_SEED_ROWS = ["mlp_averaging", "cnn_deskew", "cnn_no_smoothing", "cnn_sgd_augment"]
+MORE_SEEDS = ["1", "2", "3", "4"]
 STACKS = {"oldest_stack": ".nox/oldest", "newest_stack": ".nox/newest"}
 PROGRESS = "remake.json"  # in figures/: what --resume goes on from
 
 
+# The code whose numbers and seconds a remake records (the report's tools only format them)
+TRAINING_CODE = ["Project3.py"] + [
+    f"tools/{name}.py" for name in ("common", "seeds", "ablation", "bench", "stack_run")
+]
+
+
 def code_hash():
-    """A hash of Project3.py and tools/*.py: the code whose numbers a remake makes."""
+    """A hash of TRAINING_CODE: a resumed remake must run the code that began it."""
     digest = hashlib.sha256()
-    for path in [ROOT / "Project3.py", *sorted((ROOT / "tools").glob("*.py"))]:
-        digest.update(path.read_bytes())
+    for name in TRAINING_CODE:
+        digest.update((ROOT / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -70,18 +80,33 @@ def progress(out, args):
     return recorded
 
 
-def seed_runs(out):
-    """The seed runs recorded so far in seeds.json: their seeds and seconds."""
-    entry = P.read_results(out, "seeds.json").get("seeds", {})
-    return entry.get("seeds", []), entry.get("seconds", [])
+def recorded_runs(out, step):
+    """What an interrupted seeds or ablation step has recorded so far: (seeds recorded, their
+    seconds and the rows')."""
+    if step == "seeds":
+        entry = P.read_results(out, "seeds.json").get("seeds", {})
+        return len(entry.get("seeds", [])), sum(entry.get("seconds", []))
+    recorded = P.read_results(out, "ablation.json")
+    rows = [*recorded.get("ablation", {}).values(), *recorded.get("ablation_seeds", {}).values()]
+    return 0, sum(row["seconds"] for row in rows)
 
 
-def forget_seeds(out):
-    """The seed runs of earlier code dropped, so that every seed run found later is this remake's
-    (the earlier recipes' runs, seeds_previous and seeds_history, stay)."""
-    recorded = P.read_results(out, "seeds.json")
-    recorded.pop("seeds", None)
-    P.write_results(out, recorded, "seeds.json")
+def forget(out, name, keys):
+    """The runs of earlier code under keys dropped from figures/name, so that every run found there
+    later is this remake's (the earlier recipes' runs, under other keys, stay)."""
+    recorded = P.read_results(out, name)
+    for key in keys:
+        recorded.pop(key, None)
+    P.write_results(out, recorded, name)
+
+
+def ablation_left(out):
+    """The ablation rows not yet recorded: (rows of seed 0, multi-seed rows with a seed missing)."""
+    recorded = P.read_results(out, "ablation.json")
+    single = [key for key, *_ in ablation.ROWS if key not in recorded.get("ablation", {})]
+    runs = recorded.get("ablation_seeds", {})
+    multi = [k for k in MULTI_SEED_ROWS if any(f"{k}/seed{s}" not in runs for s in MORE_SEEDS)]
+    return single, multi
 
 
 def commands(step, args, out):
@@ -95,9 +120,14 @@ def commands(step, args, out):
     if step == "seeds":
         first = ["--first", str(args.first_seed)] if args.first_seed else []
         return [[*tool["seeds"], "--seeds", str(args.n_seeds), *first, *common, *data]]
-    if step == "ablation":
-        more = ["--seeds", "1", "2", "3", "4", "--rows", *MULTI_SEED_ROWS]
-        return [[*tool["ablation"], *common, *data], [*tool["ablation"], *more, *common, *data]]
+    if step == "ablation":  # seed 0's rows, then the multi-seed rows' other seeds
+        single, multi = args.ablation_left
+        rows = [[], ["--seeds", *MORE_SEEDS]]
+        return [
+            [*tool["ablation"], *more, "--rows", *left, *common, *data]
+            for more, left in zip(rows, (single, multi))
+            if left
+        ]
     if step == "bench":
         return [[*tool["bench"], *common, *data]]
     if step == "stacks":
@@ -129,19 +159,20 @@ def main(argv=None):
             P.print_safely(f"{line} done earlier in {done['seconds'][step]:.0f} s")
             continue
         start = time.perf_counter()
-        earlier = 0  # the seconds of the seed runs an interrupted seeds step recorded
-        if step == "seeds" and done.get("seeds_begun"):
-            seeds, seconds = seed_runs(out)
-            args.first_seed, earlier = len(seeds), sum(seconds)
-        elif step == "seeds":
-            forget_seeds(out)
-            done["seeds_begun"] = True
+        resumed = done.get(f"{step}_begun", False)  # an interrupted seeds or ablation step
+        if step in ("seeds", "ablation") and not resumed:
+            forget(out, f"{step}.json", ["seeds"] if step == "seeds" else ["ablation_seeds", step])
+            done[f"{step}_begun"] = True
+        args.first_seed, earlier = recorded_runs(out, step) if resumed else (0, 0)
+        args.ablation_left = ablation_left(out)
         P.write_results(out, {"remake": done}, PROGRESS)
         runs = commands(step, args, out)
         if step == "seeds" and args.first_seed >= args.n_seeds:
             runs = []  # every seed was recorded before the step was marked done
         what = "no stack made by nox yet" if step == "stacks" and not runs else ""
-        what = f"from seed {args.first_seed}" if step == "seeds" and args.first_seed else what
+        if resumed:
+            left = f"seed {args.first_seed}" if step == "seeds" else "the rows not recorded"
+            what = f"again, from {left}"
         P.print_safely(f"{line} started {what}".rstrip())
         for command in runs:
             status = subprocess.run(command, cwd=ROOT).returncode
