@@ -14,7 +14,7 @@ Each step prints a line when it starts and when it ends, and the first that fail
 with one sentence. --quick runs every step as its smoke test into DIR (default quick/), never over
 the committed files.
 
-The whole remake takes longer than one sitting (about 3.5 hours on 2 cores), so it keeps its
+The whole remake takes hours on 2 cores, longer than a sitting may last, so it keeps its
 progress in figures/remake.json: the code it runs (a hash of Project3.py and the tools that train
 and time) and each finished step's seconds. --resume goes on from there with the same code: finished
 steps are skipped, an interrupted seeds step goes on from the first seed it has not recorded
