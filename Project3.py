@@ -1016,12 +1016,9 @@ def section_3_3(data, args):
     n = min(cfg["small_n"], len(x) // 3)  # as in 2.5
     subset = {"train": (x[:n], y[:n]), "val": data["val"]}
     start = time.perf_counter()
+    tag = f"3.3, {n} images"
     _, history = train_cnn_as_specified(
-        subset,
-        epochs=cfg["epochs_small"],
-        seed=args.seed,
-        device=args.device,
-        tag=f"3.3, {n} images",
+        subset, epochs=cfg["epochs_small"], seed=args.seed, device=args.device, tag=tag
     )
     runs = [
         (f"first {n} images, {cfg['epochs_small']} epochs", history),
