@@ -44,6 +44,11 @@ STEPS = ("run", "seeds", "ablation", "bench", "stacks", "report")
 # The rows rerun over seeds 1-4 beside seed 0's
 MULTI_SEED_ROWS = ["mlp_averaging", "cnn_deskew", "cnn_no_smoothing", "cnn_sgd_augment"]
 MORE_SEEDS = ["1", "2", "3", "4"]
+# The steps that record run by run, each in its file under these keys: what --resume goes on from
+RESUMABLE = {
+    "seeds": ("seeds.json", ["seeds"]),
+    "ablation": ("ablation.json", ["ablation", "ablation_seeds"]),
+}
 STACKS = {"oldest_stack": ".nox/oldest", "newest_stack": ".nox/newest"}
 PROGRESS = "remake.json"  # in figures/: what --resume goes on from
 
@@ -91,9 +96,10 @@ def recorded_runs(out, step):
     return 0, sum(row["seconds"] for row in rows)
 
 
-def forget(out, name, keys):
-    """The runs of earlier code under keys dropped from figures/name, so that every run found there
-    later is this remake's (the earlier recipes' runs, under other keys, stay)."""
+def forget(out, step):
+    """The step's runs of earlier code dropped from its file, so that every run found there later
+    is this remake's (the earlier recipes' runs, under other keys, stay)."""
+    name, keys = RESUMABLE[step]
     recorded = P.read_results(out, name)
     for key in keys:
         recorded.pop(key, None)
@@ -160,11 +166,12 @@ def main(argv=None):
             continue
         start = time.perf_counter()
         resumed = done.get(f"{step}_begun", False)  # an interrupted seeds or ablation step
-        if step in ("seeds", "ablation") and not resumed:
-            forget(out, f"{step}.json", ["seeds"] if step == "seeds" else ["ablation_seeds", step])
+        if step in RESUMABLE and not resumed:
+            forget(out, step)
             done[f"{step}_begun"] = True
         args.first_seed, earlier = recorded_runs(out, step) if resumed else (0, 0)
-        args.ablation_left = ablation_left(out)
+        if step == "ablation":
+            args.ablation_left = ablation_left(out)
         P.write_results(out, {"remake": done}, PROGRESS)
         runs = commands(step, args, out)
         if step == "seeds" and args.first_seed >= args.n_seeds:
