@@ -100,37 +100,6 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["cnn.npz"]
 
 
-def test_label_smoothing_written_out_is_torchs_where_torch_has_it():
-    """label_smoothed_loss stands in for CrossEntropyLoss(label_smoothing=...) on torch < 1.10.
-    On every version it is checked against the formula in numpy; where torch has the option,
-    against torch."""
-    generator = torch.Generator().manual_seed(0)
-    scores = (3 * torch.randn(64, 10, generator=generator, dtype=torch.float64)).requires_grad_()
-    labels = torch.randint(0, 10, (64,), generator=generator)
-    ours = P.label_smoothed_loss(scores, labels, 0.05)
-    s = scores.detach().numpy()
-    log_p = (
-        s
-        - s.max(1, keepdims=True)
-        - np.log(np.exp(s - s.max(1, keepdims=True)).sum(1, keepdims=True))
-    )
-    target = np.full((64, 10), 0.05 / 10)
-    target[np.arange(64), labels.numpy()] += 0.95
-    assert ours.item() == pytest.approx(-(target * log_p).sum(1).mean(), rel=1e-12)
-    try:
-        theirs_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
-    except TypeError:
-        fallback = P.smoothed_cross_entropy(0.05)  # torch < 1.10: the loss written out
-        assert torch.equal(fallback(scores, labels), ours)
-        return
-    assert isinstance(P.smoothed_cross_entropy(0.05), torch.nn.CrossEntropyLoss)
-    theirs = theirs_fn(scores, labels)
-    (grad_ours,) = torch.autograd.grad(ours, scores)
-    (grad_theirs,) = torch.autograd.grad(theirs, scores)
-    assert ours.item() == pytest.approx(theirs.item(), rel=1e-12)
-    assert torch.allclose(grad_ours, grad_theirs, rtol=1e-10, atol=1e-14)
-
-
 def test_cnn_weights_are_plain_arrays_that_need_no_pickle(tmp_path):
     torch.manual_seed(2)
     P.save_cnn(P.ConvNet(), tmp_path / "cnn.npz", "run-2")

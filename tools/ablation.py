@@ -45,7 +45,6 @@ ROWS = (
     ("mlp_averaging", "mlp_best", "the recipe; its weights averaged beside", {}),
     ("mlp_spec_long", "mlp_spec", "as specified, 600 epochs", {"epochs": 600}),
     ("cnn_no_augment", "cnn_best", "no distortions", {"augment": None}),
-    ("cnn_no_smoothing", "cnn_best", "no label smoothing", {"label_smoothing": 0.0}),
     (
         "cnn_sgd_augment",
         "cnn_best",

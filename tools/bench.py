@@ -188,15 +188,9 @@ def cnn_best_epoch(x, y, val, recipe, state):
     cfg = dict(recipe, epochs=1)
     P.torch.manual_seed(0)
     net = P.ConvNet()
-    history, best = P.train_cnn(
-        net,
-        {"train": (x, y), "val": val},
-        epochs=1,
-        seed=0,
-        tag="3.4",
-        train_eval_n=P.TRAIN_EVAL_N,
-        **P.cnn_best_recipe(cfg, net, len(x)),
-    )
+    step = P.cnn_best_recipe(cfg, net, len(x))
+    scoring = {"epochs": 1, "tag": "3.4", "train_eval_n": P.TRAIN_EVAL_N}
+    _, best = P.train_cnn(net, {"train": (x, y), "val": val}, seed=0, **scoring, **step)
     net.load_state_dict(best["weights"])
 
 
@@ -219,7 +213,7 @@ def cnn_plain_epoch(x, y, val, state):
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
     total_steps = (len(x) + cfg["batch"] - 1) // cfg["batch"]
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg["lr"], total_steps=total_steps)
-    loss_fn = P.smoothed_cross_entropy(cfg["label_smoothing"])
+    loss_fn = torch.nn.CrossEntropyLoss()
     for idx in torch.randperm(len(x)).split(cfg["batch"]):
         B = len(idx)
         angle = torch.deg2rad(a["rotate_deg"] * uniform(B))

@@ -611,9 +611,6 @@ CLAIMS = {  # a phrase of report.tex -> whether the macros (the printed numbers)
     "not a difference that counts), with its best epochs": (
         lambda m: m["AblCnnSgdAugmentHolm"] != HOLM_YES
     ),
-    "Label smoothing makes no measurable difference": (
-        lambda m: m["AblCnnNoSmoothingHolm"] != HOLM_YES
-    ),
     "the CNN gains nothing measurable from deskewed digits": (
         lambda m: not counts(m, "AblCnnDeskew", +1)
     ),
@@ -934,7 +931,8 @@ def variants_before_table(results):
 def history_table(results):
     """Earlier recipes (seeds.json's seeds_history), each against the recipe that replaced it."""
     rows = []
-    for group, earlier in results.get("seeds_history", {}).items():
+    for key, earlier in results.get("seeds_history", {}).items():
+        group = earlier.get("group", key)  # a recipe's second earlier version: its own key
         base = results[earlier["against"]][group]["val"]
         difference, _, p_value = compare(earlier["val"], base)
         epochs = sorted(earlier["best_epoch"])
