@@ -931,8 +931,8 @@ def variants_before_table(results):
 def history_table(results):
     """Earlier recipes (seeds.json's seeds_history), each against the recipe that replaced it."""
     rows = []
-    for key, earlier in results.get("seeds_history", {}).items():
-        group = earlier.get("group", key)  # a recipe's second earlier version: its own key
+    for earlier in results.get("seeds_history", {}).values():
+        group = earlier["group"]  # the recipe it was replaced in
         base = results[earlier["against"]][group]["val"]
         difference, _, p_value = compare(earlier["val"], base)
         epochs = sorted(earlier["best_epoch"])
