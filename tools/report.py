@@ -608,9 +608,6 @@ CLAIMS = {  # a phrase of report.tex -> whether the macros (the printed numbers)
         lambda m: number(m["MlpSmallValAtCnnSteps"]) < number(m["CnnSmallFinalVal"])
     ),
     "The distortions matter": lambda m: counts(m, "AblCnnNoAugment", -1),
-    "not a difference that counts), with its best epochs": (
-        lambda m: m["AblCnnSgdAugmentHolm"] != HOLM_YES
-    ),
     "the CNN gains nothing measurable from deskewed digits": (
         lambda m: not counts(m, "AblCnnDeskew", +1)
     ),
