@@ -384,7 +384,7 @@ class MLP:
                         raise ValueError(f"{name} should be finite floats of shape {theta.shape}")
                     theta[...] = a  # in place, as float32
                 net.seed, net.run_id = int(saved["seed"]), str(saved["run"])
-                net.deskew = "deskew" in saved.files and bool(saved["deskew"])
+                net.deskew = bool(saved["deskew"])
         except Exception as error:  # missing, a folder, not an .npz, an array missing, a pickle
             found = isinstance(error, FileNotFoundError)
             problem = "file not found" if found else f"no readable weights ({error})"
@@ -446,10 +446,6 @@ def section_2_3(data, args):
 # (train_mlp also takes 2.6's additions: a decaying learning rate, distortions, the best epoch.)
 
 
-# A training's history: a list each, an entry an epoch, in the order fit appends them.
-HISTORY = ("step", "train_acc", "train_loss", "val_acc", "val_loss")
-
-
 def batches(n, batch, rng):
     """One epoch's mini-batches: a fresh random order of the n images, cut into pieces."""
     order = rng.permutation(n)
@@ -501,7 +497,7 @@ def fit(net, data, run_epoch, log_probs, weights, *, epochs, tag, train_eval_n=N
     its steps; log_probs(net, images) then scores the training images (or the first train_eval_n)
     and the validation images. Returns the history and the best validation epoch's weights()."""
     x, y = data["train"]
-    history = {key: [] for key in HISTORY}
+    history = {key: [] for key in ("step", "train_acc", "train_loss", "val_acc", "val_loss")}
     best = {"val_acc": -1}
     start = time.perf_counter()
     steps = 0

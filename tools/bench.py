@@ -189,7 +189,7 @@ def cnn_best_epoch(x, y, val, recipe, state):
     P.torch.manual_seed(0)
     net = P.ConvNet()
     step = P.cnn_best_recipe(cfg, net, len(x))
-    scoring = {"epochs": 1, "tag": "3.4", "train_eval_n": P.TRAIN_EVAL_N}
+    scoring = {"epochs": cfg["epochs"], "tag": "3.4", "train_eval_n": P.TRAIN_EVAL_N}
     _, best = P.train_cnn(net, {"train": (x, y), "val": val}, seed=0, **scoring, **step)
     net.load_state_dict(best["weights"])
 
