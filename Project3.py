@@ -539,14 +539,8 @@ def training_record(history, start, args, **more):
     """What results.json keeps of a training of this run; val_accuracy is that of the weights that
     were kept: the last epoch's unless more says else."""
     seconds = round(time.perf_counter() - start, 1)
-    return {
-        "val_accuracy": history["val_acc"][-1],
-        "seed": args.seed,
-        "run": args.run_id,
-        "train_seconds": seconds,
-        "history": history,
-        **more,
-    }
+    about = {"seed": args.seed, "run": args.run_id, "train_seconds": seconds}
+    return {"val_accuracy": history["val_acc"][-1], "history": history, **about, **more}
 
 
 def test_scores(log_probs, test):
@@ -703,11 +697,9 @@ class RandomAffine:
         s = 1 + rng.uniform(-self.scale, self.scale, B)
         k = rng.uniform(-self.shear, self.shear, B)
         t = rng.uniform(-self.shift, self.shift, (B, 2, 1))
-        cos = np.cos(angle)
-        sin = np.sin(angle)
-        first_row = np.stack([cos, cos * k - sin], -1)
-        second_row = np.stack([sin, sin * k + cos], -1)
-        A = s[:, None, None] * np.stack([first_row, second_row], -2)
+        cos, sin = np.cos(angle), np.sin(angle)
+        rotate_shear = np.array([[cos, cos * k - sin], [sin, sin * k + cos]])  # [[c, -s], [s, c]]
+        A = (s * rotate_shear).transpose(2, 0, 1)  # s R [[1, k], [0, 1]], (B, 2, 2)
         A_inv = np.linalg.inv(A)
         return np.concatenate([A_inv, -A_inv @ t], axis=2).astype(np.float32)
 
@@ -896,20 +888,23 @@ def section_3_1(data, args):
     def record(name, layer, inputs, output):
         row = {"layer": name, "type": type(layer).__name__, "input": list(inputs[0].shape[1:])}
         row.update(output=list(output.shape[1:]), params=sum(p.numel() for p in layer.parameters()))
+        settings = ""
         for setting in ("kernel_size", "stride", "padding"):
             value = getattr(layer, setting, None)
             if value is not None:
                 row[setting] = value if isinstance(value, int) else value[0]  # square here
+                settings += f"{setting.split('_')[0]} {row[setting]} "
         rows.append(row)
         print_safely(
-            f"  {name:8}{row['type']:10}{str(row['input']):>12} -> {str(row['output']):12}"
-            f"{row['params']:6}"
+            f"  {name:6}{row['type']:10}{settings:28}{str(row['input']):>12} -> "
+            f"{str(row['output']):12}{row['params']:6}"
         )
 
     for name, layer in net.named_children():
         layer.register_forward_hook(lambda *call, name=name: record(name, *call))
     net(torch.zeros(1, 784))
     total = sum(p.numel() for p in net.parameters())
+    print_safely(f"  {total} parameters in all (the ReLUs and the flattening have none)")
     return {"cnn_architecture": {"layers": rows, "total_params": total}}
 
 
@@ -1105,17 +1100,8 @@ def settings(quick):
     return configs
 
 
-SECTIONS = {
-    "2.3": section_2_3,
-    "2.5": section_2_5,
-    "2.6": section_2_6,
-    "2.7": section_2_7,
-    "2.8": section_2_8,
-    "3.1": section_3_1,
-    "3.2": section_3_2,
-    "3.3": section_3_3,
-    "3.4": section_3_4,
-}
+# {"2.3": section_2_3, ...}: every section_ function above, in the report's order
+SECTIONS = {k[8:].replace("_", "."): f for k, f in globals().items() if k.startswith("section_")}
 
 
 def parse_args(argv=None):
