@@ -593,8 +593,8 @@ def plot_curves(runs, *, title, out, name):
 
 def section_2_5(data, args):
     """The specified training (2.4) on the first 2000 images, then on all 50000, from the same
-    initial weights. (A training split of fewer than 6000 images, as with --quick, gives the small
-    run a third of its images.)"""
+    initial weights, each scored on all the images it trains on and on the validation split. (A
+    training split under 6000 images, as with --quick, gives the small run a third of them.)"""
     cfg = args.config["mlp_study"]
     x, y = data["train"]
     results = {}
