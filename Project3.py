@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-try:  # Ctrl-C during the imports (a second or two) ends the run as it does anywhere else
+try:  # Ctrl-C during the imports ends the run as it does anywhere else
     try:
         import matplotlib
         import matplotlib.style
@@ -50,7 +50,7 @@ SPEC = {  # 2.4 and 3.2, as the assignment gives them
 }
 MLP_STUDY = {  # 2.5: the specified training on the first 2000 images, then on all of them
     "small_n": 2000,  # the assignment's "first 2000 images"
-    "epochs_small": 735,  # 5880 steps: on past the step where every training image is right
+    "epochs_small": 735,  # 5880 steps: long enough to fit all 2000 training images
     "epochs_full": 60,  # twice the small run's steps, for the comparison
 }
 MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the validation split
@@ -63,8 +63,8 @@ MLP_BEST = {  # 2.6: the same network trained better; each value chosen on the v
 }
 CNN_STUDY = {  # 3.2-3.3: the specified training of the CNN
     "small_n": 2000,  # the first 2000 images, as in 2.5
-    "epochs_small": 65,  # 520 steps: until nearly every training image is right
-    "epochs_full": 15,  # 2940 steps: by then validation accuracy has levelled off
+    "epochs_small": 65,  # 520 steps: long enough to fit nearly all 2000 training images
+    "epochs_full": 15,  # 2940 steps: long enough for validation accuracy to level off
 }
 CNN_BEST = {  # 3.4: the template CNN trained better; each value chosen on the validation split
     "epochs": 40,  # the length of the one-cycle schedule; fit keeps the best validation epoch
@@ -650,8 +650,8 @@ PIXEL_GRID = np.stack([PIXEL_X, PIXEL_Y, np.ones(784)]).astype(np.float32)  # x,
 
 def sample_bilinear(images, src):
     """The images (B, 784) read at the points src (B, 2, 784), x and y in pixels about the centre:
-    each output pixel blends the four input pixels around its point with bilinear weights; beyond
-    the edge they are 0 (a point far outside reads the edge's last 0.1 %, blank on MNIST)."""
+    each output pixel blends the four input pixels around its point with bilinear weights. Points
+    outside are clipped to a border of zeros (0.1 % of an edge pixel leaks in: blank on MNIST)."""
     B = len(images)
     src = np.clip(src + 14.5, 0, 28.999)  # +1: the image padded by a pixel of zeros, 30 x 30
     corner = np.floor(src)
@@ -696,8 +696,8 @@ class RandomAffine:
         k = rng.uniform(-self.shear, self.shear, B)
         t = rng.uniform(-self.shift, self.shift, (B, 2, 1))
         cos, sin = np.cos(angle), np.sin(angle)
-        rotate_shear = np.array([[cos, cos * k - sin], [sin, sin * k + cos]])  # [[c, -s], [s, c]]
-        A = (s * rotate_shear).transpose(2, 0, 1)  # s R [[1, k], [0, 1]], (B, 2, 2)
+        rotate_shear = np.array([[cos, cos * k - sin], [sin, sin * k + cos]])  # R [[1, k], [0, 1]]
+        A = (s * rotate_shear).transpose(2, 0, 1)  # (B, 2, 2), R = [[cos, -sin], [sin, cos]]
         A_inv = np.linalg.inv(A)
         return np.concatenate([A_inv, -A_inv @ t], axis=2).astype(np.float32)
 
@@ -989,7 +989,8 @@ def section_3_2(data, args):
 
 
 def section_3_3(data, args):
-    """The training of 3.2 on the first 2000 images, plotted above 3.2's run on all 50000."""
+    """The training of 3.2 on the first 2000 images, scored as in 2.5 on the images it trains on and
+    the validation split, plotted above 3.2's run on all 50000."""
     cfg = args.config["cnn_study"]
     full = saved_record(args.out, "3.2", "cnn_spec")  # 3.2's run, checked before training
     if full.get("seed") != args.seed:
@@ -1082,7 +1083,8 @@ QUICK = {  # --quick: every code path in seconds, into quick/
 
 
 def settings(quick):
-    """The trainings' settings as above; for --quick, QUICK's epochs and a third of its images."""
+    """The trainings' settings as above; for --quick, QUICK's epochs (the small studies then take
+    a third of its images)."""
     configs = {"mlp_study": MLP_STUDY, "mlp_best": MLP_BEST, "cnn_study": CNN_STUDY}
     configs["cnn_best"] = CNN_BEST
     if quick:
