@@ -882,15 +882,15 @@ def section_3_1(data, args):
     def record(name, layer, inputs, output):
         row = {"layer": name, "type": type(layer).__name__, "input": list(inputs[0].shape[1:])}
         row.update(output=list(output.shape[1:]), params=sum(p.numel() for p in layer.parameters()))
-        settings = ""
+        geometry = ""  # e.g. "kernel 5 stride 1 padding 0"
         for setting in ("kernel_size", "stride", "padding"):
             value = getattr(layer, setting, None)
             if value is not None:
                 row[setting] = value if isinstance(value, int) else value[0]  # square here
-                settings += f"{setting.split('_')[0]} {row[setting]} "
+                geometry += f"{setting.split('_')[0]} {row[setting]} "
         rows.append(row)
         print_safely(
-            f"  {name:6}{row['type']:10}{settings:28}{str(row['input']):>12} -> "
+            f"  {name:6}{row['type']:10}{geometry:28}{str(row['input']):>12} -> "
             f"{str(row['output']):12}{row['params']:6}"
         )
 
@@ -1120,6 +1120,14 @@ def parse_args(argv=None):
     return args
 
 
+def pick_device(requested):
+    """Part 2's device: --device, else CUDA where torch finds it."""
+    has_cuda = torch.cuda.is_available()
+    if requested == "cuda" and not has_cuda:
+        raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
+    return requested or ("cuda" if has_cuda else "cpu")
+
+
 def check_before_training(args):
     """The seed, torch, the device, the data and --out, checked before the first epoch; sets
     args.device, args.config and args.run_id (written into its files). Returns the data."""
@@ -1128,11 +1136,8 @@ def check_before_training(args):
     runs_part_2 = any(section[0] == "3" for section in args.sections)
     if runs_part_2 and torch is None:
         raise UserError(f"Part 2 needs PyTorch, which cannot be imported here ({TORCH_PROBLEM}).")
-    if runs_part_2:  # --device, else CUDA where torch finds it
-        has_cuda = torch.cuda.is_available()
-        if args.device == "cuda" and not has_cuda:
-            raise UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-        args.device = args.device or ("cuda" if has_cuda else "cpu")
+    if runs_part_2:
+        args.device = pick_device(args.device)
     data = load_data(find_data_dir(args.data))
     if len(data["train"][0]) < 3:
         raise UserError(

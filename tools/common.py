@@ -66,10 +66,7 @@ def pick_device(requested, needs_torch):
         return "cpu"
     if P.torch is None:
         raise P.UserError(f"this needs PyTorch, which cannot be imported here ({P.TORCH_PROBLEM}).")
-    has_cuda = P.torch.cuda.is_available()
-    if requested == "cuda" and not has_cuda:
-        raise P.UserError("--device cuda was asked for, but torch finds no CUDA device here.")
-    return requested or ("cuda" if has_cuda else "cpu")
+    return P.pick_device(requested)
 
 
 def summarized(record):
